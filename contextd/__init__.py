@@ -1,0 +1,82 @@
+"""contextd: decides what goes into an LLM prompt, within an exact token budget.
+
+    >>> import contextd
+    >>> engine = contextd.Engine("indexes")  # doctest: +SKIP
+"""
+
+from contextd.engine import Engine
+from contextd.errors import (
+    BudgetTooSmall,
+    Conflict,
+    ContextdError,
+    DocumentNotFound,
+    DocumentTooLarge,
+    EncodingUnavailable,
+    InvalidNamespace,
+    InvalidRequest,
+    NamespaceNotFound,
+    NotFound,
+    SessionNotFound,
+    Unavailable,
+    UnknownModel,
+)
+from contextd.models import (
+    AppendResult,
+    AssembleRequest,
+    AssembleResponse,
+    ChatMessage,
+    DeleteResult,
+    Document,
+    Dropped,
+    NamespaceInfo,
+    OutputMessage,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    SessionInfo,
+    StoredDocument,
+    Turn,
+    UpsertResult,
+    Usage,
+    UsedDocument,
+)
+from contextd.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AppendResult",
+    "AssembleRequest",
+    "AssembleResponse",
+    "BudgetTooSmall",
+    "ChatMessage",
+    "Conflict",
+    "ContextdError",
+    "DeleteResult",
+    "Document",
+    "DocumentNotFound",
+    "DocumentTooLarge",
+    "Dropped",
+    "EncodingUnavailable",
+    "Engine",
+    "InvalidNamespace",
+    "InvalidRequest",
+    "NamespaceInfo",
+    "NamespaceNotFound",
+    "NotFound",
+    "OutputMessage",
+    "SearchHit",
+    "SearchRequest",
+    "SearchResponse",
+    "SessionInfo",
+    "SessionNotFound",
+    "Settings",
+    "StoredDocument",
+    "Turn",
+    "Unavailable",
+    "UnknownModel",
+    "UpsertResult",
+    "Usage",
+    "UsedDocument",
+    "__version__",
+]

@@ -1,0 +1,125 @@
+"""Token-aware chunking on sentence boundaries.
+
+    >>> from contextd.tokens import get_counter
+    >>> chunker = SentenceChunker(get_counter(), chunk_tokens=8, overlap_tokens=0)
+    >>> [c.text for c in chunker.split("One two three. Four five six. Seven eight nine.")]
+    ['One two three. Four five six.', 'Seven eight nine.']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from contextd.protocols import TokenCounter
+
+# A sentence ends at . ! ? (optionally followed by closing quotes or brackets) before white
+# space and an opening character, or at a blank line / line break. Abbreviations such as
+# "e.g." followed by a lower-case word do not split, because the next char must open a sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#\d])")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str
+    tokens: int
+    start: int
+    end: int
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of `text`, white space trimmed.
+
+    >>> t = "Hi there. How are you?"
+    >>> [t[a:b] for a, b in split_sentences(t)]
+    ['Hi there.', 'How are you?']
+    """
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        _append_trimmed(text, start, match.start(), spans)
+        start = match.end()
+    _append_trimmed(text, start, len(text), spans)
+    return spans
+
+
+def _append_trimmed(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        spans.append((start, end))
+
+
+class SentenceChunker:
+    """Packs whole sentences into chunks of at most `chunk_tokens`, overlapping by whole
+    sentences of up to `overlap_tokens`. A sentence longer than a chunk is cut by tokens."""
+
+    def __init__(self, counter: TokenCounter, chunk_tokens: int = 256, overlap_tokens: int = 32):
+        if chunk_tokens < 8:
+            raise ValueError("chunk_tokens must be at least 8")
+        if not 0 <= overlap_tokens < chunk_tokens // 2:
+            raise ValueError("overlap_tokens must be between 0 and half of chunk_tokens")
+        self.counter = counter
+        self.chunk_tokens = chunk_tokens
+        self.overlap_tokens = overlap_tokens
+
+    def split(self, text: str) -> list[Chunk]:
+        """Chunks of `text`; their spans index into `text`."""
+        pieces = self._pieces(text)
+        chunks: list[Chunk] = []
+        i = 0
+        while i < len(pieces):
+            j, tokens = i, 0
+            # Sentences are joined by one separator; count each with its leading space to
+            # stay close to the tokens of the joined text, then count the result exactly.
+            while j < len(pieces) and (j == i or tokens + pieces[j][2] <= self.chunk_tokens):
+                tokens += pieces[j][2]
+                j += 1
+            start, end = pieces[i][0], pieces[j - 1][1]
+            chunk_text = text[start:end]
+            exact = self.counter.count(chunk_text)
+            while exact > self.chunk_tokens and j - 1 > i:
+                j -= 1
+                end = pieces[j - 1][1]
+                chunk_text = text[start:end]
+                exact = self.counter.count(chunk_text)
+            chunks.append(Chunk(len(chunks), chunk_text, exact, start, end))
+            if j >= len(pieces):
+                break
+            i = self._overlap_start(pieces, i, j)
+        return chunks
+
+    def _overlap_start(self, pieces: list[tuple[int, int, int]], i: int, j: int) -> int:
+        back, tokens = j, 0
+        while back - 1 > i and tokens + pieces[back - 1][2] <= self.overlap_tokens:
+            back -= 1
+            tokens += pieces[back][2]
+        # The overlap must leave room for the next new sentence, or the chunk would repeat.
+        if tokens + pieces[j][2] > self.chunk_tokens:
+            return j
+        return back
+
+    def _pieces(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, tokens) per sentence; over-long sentences are cut into token windows."""
+        pieces: list[tuple[int, int, int]] = []
+        for start, end in split_sentences(text):
+            sentence = text[start:end]
+            n = self.counter.count(" " + sentence)
+            if n <= self.chunk_tokens:
+                pieces.append((start, end, n))
+                continue
+            ids = self.counter.encode(sentence)
+            offset = start
+            for k in range(0, len(ids), self.chunk_tokens - 1):
+                part = self.counter.decode(ids[k : k + self.chunk_tokens - 1])
+                # Decoding may split a multi-byte character; locate the part in the source.
+                found = text.find(part.strip(), offset, end)
+                if found < 0 or not part.strip():
+                    continue
+                stop = found + len(part.strip())
+                pieces.append((found, stop, self.counter.count(" " + text[found:stop])))
+                offset = stop
+        return pieces

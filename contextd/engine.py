@@ -1,0 +1,229 @@
+"""The façade: one `Engine` owns every stage; the server, CLI and client mirror its methods.
+
+    >>> from contextd import Engine
+    >>> with Engine("indexes") as engine:  # doctest: +SKIP
+    ...     engine.upsert_documents([{"id": "faq", "text": "contextd packs prompts."}])
+    ...     response = engine.assemble(query="What does contextd do?", max_tokens=1000)
+    ...     response.messages[-1].content
+    'What does contextd do?'
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contextd.errors import ContextdError, NamespaceNotFound
+from contextd.ingest import DocumentIngestor
+from contextd.memory.conversation import ConversationMemory
+from contextd.memory.recall import TurnRecaller
+from contextd.memory.summariser import ExtractiveSummariser
+from contextd.memory.window import WindowShares
+from contextd.models import (
+    AppendResult,
+    AssembleRequest,
+    AssembleResponse,
+    ChatMessage,
+    DeleteResult,
+    Document,
+    NamespaceInfo,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    SessionInfo,
+    StoredDocument,
+    UpsertResult,
+)
+from contextd.namespaces import NamespaceRegistry
+from contextd.pipeline import AssemblePipeline
+from contextd.protocols import Embedder, Summariser
+from contextd.retrieval.ranker import MMRRanker
+from contextd.retrieval.retriever import HybridRetriever
+from contextd.sessions import SessionService
+from contextd.settings import Settings
+from contextd.timings import timed
+from contextd.validation import parse
+
+log = logging.getLogger("contextd")
+
+
+def default_embedder(settings: Settings) -> Embedder:
+    """The embedder `settings.embedder` names (the bundled model unless 'hash')."""
+    from contextd.embedding import HashEmbedder, SentenceTransformerEmbedder
+
+    if settings.embedder == "hash":
+        return HashEmbedder()
+    return SentenceTransformerEmbedder(backend=settings.embedder,
+                                       cache_dir=settings.data_dir / "models")
+
+
+class Engine:
+    """Assembles prompts from documents and conversation history within a token budget.
+
+    `data_dir` holds one folder per namespace and the embedding cache; it is created if
+    missing. Pass `embedder` to replace the bundled model (tests use `HashEmbedder`).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        summariser: Summariser | None = None,
+    ) -> None:
+        settings = settings or Settings.from_env()
+        if data_dir is not None:
+            settings = settings.model_copy(update={"data_dir": Path(data_dir)})
+        self.settings = settings
+        self.embedder = embedder or default_embedder(settings)
+        self.registry = NamespaceRegistry(settings, self.embedder)
+        self.retriever = HybridRetriever(
+            depth=settings.retrieval_depth, rrf_k=settings.rrf_k,
+            dense_weight=settings.dense_weight, lexical_weight=settings.lexical_weight,
+            title_weight=settings.title_weight)
+        self.ranker = MMRRanker(lambda_=settings.mmr_lambda,
+                                duplicate_threshold=settings.duplicate_threshold)
+        self.memory = ConversationMemory(
+            summariser or ExtractiveSummariser(), TurnRecaller(),
+            WindowShares(settings.summary_share, settings.recall_share,
+                         settings.window_keep_fraction))
+        self.ingestor = DocumentIngestor(settings, self.embedder, self.registry)
+        self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
+        self.pipeline = AssemblePipeline(settings, self.registry, self.retriever, self.ranker,
+                                         self.memory, self.sessions, self.embed_query)
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def warm_up(self) -> None:
+        """Load the embedding model and tokenizer now, not on the first request."""
+        from contextd.tokens import get_counter
+
+        get_counter(self.settings.encoding)
+        self.embedder.warm_up()
+        self.embed_query("warm up")
+
+    @property
+    def ready(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        """Flush vector snapshots and close every namespace. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.registry.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ embedding
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query vector (dim,). Subclasses and the server may batch these."""
+        return self.embedder.embed([text])[0]
+
+    # ------------------------------------------------------------------ assemble
+
+    def assemble(self, request: AssembleRequest | dict[str, Any] | None = None,
+                 **fields: Any) -> AssembleResponse:
+        """Assemble chat messages for a query within a token budget.
+
+            >>> engine.assemble(query="What is RRF?", max_tokens=1500, session_id="s1")
+            ... # doctest: +SKIP
+        """
+        req = parse(AssembleRequest, request if request is not None else fields)
+        return self.pipeline.run(req)
+
+    # ------------------------------------------------------------------ documents
+
+    def upsert_documents(self, documents: Sequence[Document | dict[str, Any]], *,
+                         namespace: str = "default") -> UpsertResult:
+        """Add or replace documents; all of the batch is written or none of it.
+
+            >>> engine.upsert_documents([{"id": "a", "text": "Alpha."}])  # doctest: +SKIP
+        """
+        return self.ingestor.upsert(namespace, documents)
+
+    def get_document(self, doc_id: str, *, namespace: str = "default") -> StoredDocument:
+        """A stored document with its metadata and chunk count."""
+        return self.ingestor.get(namespace, doc_id)
+
+    def delete_document(self, doc_id: str, *, namespace: str = "default") -> DeleteResult:
+        """Remove a document and its chunks from every index."""
+        return self.ingestor.delete(namespace, doc_id)
+
+    def search(self, query: str | SearchRequest, *, namespace: str = "default",
+               top_k: int = 10, filters: dict[str, Any] | None = None,
+               mode: str = "hybrid") -> SearchResponse:
+        """Retrieval and ranking only, with scores.
+
+            >>> engine.search("vitamin d", top_k=5).hits[0].id  # doctest: +SKIP
+        """
+        if isinstance(query, SearchRequest):
+            req = query
+        else:
+            req = parse(SearchRequest, {"query": query, "top_k": top_k, "filters": filters,
+                                        "mode": mode})
+        ns = self.registry.get(namespace)
+        timings: dict[str, float] = {}
+        with timed(timings, "embed"):
+            vector = self.embed_query(req.query) if req.mode != "lexical" else None
+        with timed(timings, "retrieval"):
+            candidates = self.retriever.retrieve(ns, vector, req.query, req.top_k, req.filters,
+                                                 req.mode)
+        with timed(timings, "ranking"):
+            ranked, _ = self.ranker.rank(candidates, req.top_k)
+        hits = [SearchHit(id=c.chunk.doc_id, chunk=c.chunk.ord, text=c.chunk.text,
+                          title=c.chunk.title, score=c.score, dense_rank=c.dense_rank,
+                          lexical_rank=c.lexical_rank, metadata=c.chunk.metadata)
+                for c in ranked]
+        timings["total"] = sum(timings.values())
+        return SearchResponse(namespace=namespace, query=req.query, hits=hits,
+                              timings_ms=timings)
+
+    # ------------------------------------------------------------------ sessions
+
+    def append_messages(self, session_id: str, messages: Sequence[ChatMessage | dict[str, Any]],
+                        *, namespace: str = "default") -> AppendResult:
+        """Append turns to a session (created on first use); embeddings computed now.
+
+            >>> engine.append_messages("s1", [{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+        """
+        return self.sessions.append(namespace, session_id, messages)
+
+    def get_session(self, session_id: str, *, namespace: str = "default") -> SessionInfo:
+        """A session's turns, running summary and token counts."""
+        return self.sessions.get(namespace, session_id)
+
+    def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
+        """Delete a session and its turns; SessionNotFound if there is none."""
+        return self.sessions.delete(namespace, session_id)
+
+    # ------------------------------------------------------------------ namespaces
+
+    def namespaces(self) -> list[NamespaceInfo]:
+        """Every namespace with its document, chunk and session counts."""
+        return [NamespaceInfo(**self.registry.get(name).info())
+                for name in self.registry.names()]
+
+    def delete_namespace(self, namespace: str) -> bool:
+        """Delete a namespace and all it holds."""
+        if not self.registry.exists(namespace):
+            raise NamespaceNotFound(f"namespace {namespace!r} does not exist")
+        self.memory.recaller.cache.forget_namespace(namespace)
+        return self.registry.delete(namespace)
+
+
+__all__ = ["ContextdError", "Engine"]

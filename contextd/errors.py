@@ -1,0 +1,104 @@
+"""Typed errors. Each maps to an HTTP status and a problem-details body.
+
+Every message says what the caller should change, e.g.::
+
+    raise BudgetTooSmall("the system prompt and the query alone need 412 tokens; "
+                         "raise max_tokens to at least 412")
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ContextdError(Exception):
+    """Base of all contextd errors; `status` is the HTTP status it maps to."""
+
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    type_slug: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def problem(self) -> dict[str, Any]:
+        """The RFC 9457 problem-details body for this error."""
+        body: dict[str, Any] = {
+            "type": f"https://contextd.dev/problems/{self.type_slug}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        body.update(self.extra)
+        return body
+
+
+class InvalidRequest(ContextdError):
+    """The request is well-formed JSON but asks for something impossible."""
+
+    status = 422
+    title = "Invalid request"
+    type_slug = "invalid-request"
+
+
+class InvalidNamespace(InvalidRequest):
+    title = "Invalid namespace name"
+    type_slug = "invalid-namespace"
+
+
+class BudgetTooSmall(InvalidRequest):
+    title = "Token budget too small"
+    type_slug = "budget-too-small"
+
+
+class UnknownModel(InvalidRequest):
+    title = "Unknown model"
+    type_slug = "unknown-model"
+
+
+class EncodingUnavailable(InvalidRequest):
+    title = "Tokenizer encoding unavailable"
+    type_slug = "encoding-unavailable"
+
+
+class DocumentTooLarge(ContextdError):
+    status = 413
+    title = "Document too large"
+    type_slug = "document-too-large"
+
+
+class NotFound(ContextdError):
+    status = 404
+    title = "Not found"
+    type_slug = "not-found"
+
+
+class NamespaceNotFound(NotFound):
+    title = "Namespace not found"
+    type_slug = "namespace-not-found"
+
+
+class DocumentNotFound(NotFound):
+    title = "Document not found"
+    type_slug = "document-not-found"
+
+
+class SessionNotFound(NotFound):
+    title = "Session not found"
+    type_slug = "session-not-found"
+
+
+class Conflict(ContextdError):
+    status = 409
+    title = "Conflict"
+    type_slug = "conflict"
+
+
+class Unavailable(ContextdError):
+    """The service cannot answer now (shutting down, overloaded); retry later."""
+
+    status = 503
+    title = "Service unavailable"
+    type_slug = "unavailable"

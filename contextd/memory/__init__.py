@@ -1,0 +1,1 @@
+"""Conversation memory: recent window, running summary, recall of evicted turns."""

@@ -1,0 +1,195 @@
+"""History assembly: recent window + running summary + recalled turns, within a budget.
+
+While the whole history fits its budget it is sent verbatim. Once it does not, the oldest
+turns leave the window in blocks and are folded into the running summary (stored with the
+session, updated only at these checkpoints), and turns evicted earlier come back when they
+are relevant to the current query.
+
+    >>> memory = ConversationMemory(ExtractiveSummariser(), TurnRecaller())
+    >>> result = memory.build(state, budget=2000, query="...", ...)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from contextd.assembler import RECALLED_HEADER, SUMMARY_HEADER, BlockItem, pack_block, pack_turns
+from contextd.memory.recall import TurnRecaller
+from contextd.memory.summariser import select_lines
+from contextd.memory.window import WindowShares, plan_eviction, tool_groups
+from contextd.models import Dropped
+from contextd.protocols import Summariser
+from contextd.store.sessions import SessionStore, TurnRow
+from contextd.tokens import TiktokenCounter, message_tokens
+
+log = logging.getLogger("contextd.memory")
+
+
+@dataclass
+class HistoryState:
+    """What the memory works from: unsummarised turns, the summary, and where to recall."""
+
+    turns: list[TurnRow]
+    summary: str | None = None
+    summary_through: int = 0
+    namespace: str | None = None
+    sessions: SessionStore | None = None  # None: ephemeral history, nothing persisted
+    session_id: str | None = None
+
+
+@dataclass
+class HistoryResult:
+    summary_message: dict[str, str] | None = None
+    summary_tokens: int = 0
+    summary_through: int = 0
+    window: list[TurnRow] = field(default_factory=list)
+    window_messages: list[dict] = field(default_factory=list)
+    window_tokens: int = 0
+    recalled: list[TurnRow] = field(default_factory=list)
+    recalled_message: dict[str, str] | None = None
+    recalled_tokens: int = 0
+    dropped: list[Dropped] = field(default_factory=list)
+    evicted: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.summary_tokens + self.window_tokens + self.recalled_tokens
+
+
+def format_turn(turn: TurnRow) -> str:
+    """A turn as one line of text with its date, for summaries and recalled turns."""
+    speaker = turn.name or turn.role
+    text = (turn.content or "").strip()
+    if turn.tool_calls:
+        calls = ", ".join(f"{c['function']['name']}({c['function'].get('arguments', '')})"
+                          for c in turn.tool_calls)
+        text = f"{text} [called {calls}]".strip()
+    if turn.ts is not None:
+        when = datetime.fromtimestamp(turn.ts, tz=UTC).strftime("%Y-%m-%d %H:%M")
+        return f"[{when}] {speaker}: {text}"
+    return f"{speaker}: {text}"
+
+
+@dataclass
+class ConversationMemory:
+    summariser: Summariser
+    recaller: TurnRecaller
+    shares: WindowShares = field(default_factory=WindowShares)
+    on_evict: Callable[[HistoryState, list[TurnRow], str], None] | None = None
+
+    def build(
+        self, state: HistoryState, budget: int, query: str, query_vector: np.ndarray | None,
+        counter: TiktokenCounter, recall: bool = True,
+    ) -> HistoryResult:
+        result = HistoryResult(summary_through=state.summary_through)
+        turns = state.turns
+        messages = [t.message() for t in turns]
+        groups = tool_groups(messages)
+        costs = [message_tokens(m, counter) for m in messages]
+        overflow = state.summary_through > 0 or sum(costs) > budget
+        window_budget = budget
+        if overflow:
+            window_budget = int(budget * (1 - self.shares.summary - self.shares.recall))
+            evict = plan_eviction(costs, groups, window_budget, self.shares.keep_fraction)
+            if evict:
+                self._evict(state, turns[:evict], int(budget * self.shares.summary), counter)
+                result.evicted = evict
+                turns, messages = turns[evict:], messages[evict:]
+                groups, costs = groups[evict:], costs[evict:]
+        result.summary_through = state.summary_through
+
+        start, costs = pack_turns(messages, groups, window_budget, counter)
+        for turn, cost in zip(turns[:start], costs[:start], strict=True):
+            result.dropped.append(Dropped(kind="turn", id=turn.id, reason="history_share",
+                                          tokens=cost))
+        result.window = turns[start:]
+        result.window_messages = messages[start:]
+        result.window_tokens = sum(costs[start:])
+
+        if state.summary:
+            self._add_summary(result, state.summary, budget, counter)
+        first_window_seq = result.window[0].seq if result.window else (
+            turns[-1].seq + 1 if turns else state.summary_through + 1)
+        if recall and state.sessions is not None and state.session_id and overflow:
+            room = budget - result.window_tokens - result.summary_tokens
+            self._add_recalled(result, state, query, query_vector, first_window_seq - 1,
+                               room, counter)
+        return result
+
+    def _evict(
+        self, state: HistoryState, evicted: list[TurnRow], cap: int, counter: TiktokenCounter
+    ) -> None:
+        summary = self.summariser.summarise(
+            state.summary, [format_turn(t) for t in evicted], cap, counter)
+        through = evicted[-1].seq
+        if state.sessions is not None and state.session_id is not None:
+            stored = state.sessions.update_summary(
+                state.session_id, summary, through, counter.count(summary),
+                expected_through=state.summary_through)
+            if not stored:
+                log.info("session %s: summary moved concurrently; using this request's own",
+                         state.session_id)
+            if self.on_evict is not None:
+                self.on_evict(state, evicted, summary)
+        state.summary, state.summary_through = summary, through
+
+    def _add_summary(
+        self, result: HistoryResult, summary: str, budget: int, counter: TiktokenCounter
+    ) -> None:
+        room = budget - result.window_tokens
+        cap = min(room, max(int(budget * self.shares.summary), 0))
+        message = {"role": "system", "content": f"{SUMMARY_HEADER}\n{summary}"}
+        cost = message_tokens(message, counter)
+        if cost > cap:
+            overhead = message_tokens({"role": "system", "content": SUMMARY_HEADER + "\n"},
+                                      counter)
+            lines = [line[2:] for line in summary.splitlines() if line.startswith("- ")]
+            fitted = select_lines(lines, max(cap - overhead - 1, 0), counter)
+            message = {"role": "system", "content": f"{SUMMARY_HEADER}\n{fitted}"}
+            cost = message_tokens(message, counter)
+            if not fitted or cost > cap:
+                result.dropped.append(Dropped(kind="summary", id="summary",
+                                              reason="history_share", tokens=cost))
+                return
+        result.summary_message, result.summary_tokens = message, cost
+
+    def _add_recalled(
+        self, result: HistoryResult, state: HistoryState, query: str,
+        query_vector: np.ndarray | None, max_seq: int, room: int, counter: TiktokenCounter,
+    ) -> None:
+        assert state.sessions is not None and state.session_id is not None
+        hits = self.recaller.recall(state.namespace or "", state.sessions, state.session_id,
+                                    query, query_vector, max_seq)
+        if not hits or room <= 0:
+            return
+        rows = state.sessions.turns_by_seq(state.session_id, [seq for seq, _ in hits])
+        items = [
+            BlockItem(key=rows[seq].id, text=format_turn(rows[seq]), rank=rank, order=seq,
+                      payload=rows[seq])
+            for rank, (seq, _) in enumerate(hits, start=1) if seq in rows
+        ]
+        block = pack_block(RECALLED_HEADER, items, room, counter)
+        if block.content is None:
+            return
+        result.recalled = sorted((p.item.payload for p in block.items), key=lambda t: t.seq)
+        result.recalled_message = {"role": "system", "content": block.content}
+        result.recalled_tokens = block.tokens
+
+
+def ephemeral_turns(messages: Sequence[dict], counter: TiktokenCounter) -> list[TurnRow]:
+    """Request messages as turns of a history that is not stored."""
+    turns = []
+    for seq, m in enumerate(messages, start=1):
+        ts = m.get("timestamp")
+        turns.append(TurnRow(
+            seq=seq, id=m.get("id") or f"m{seq}", role=m["role"], content=m.get("content"),
+            name=m.get("name"), tool_calls=m.get("tool_calls"),
+            tool_call_id=m.get("tool_call_id"),
+            ts=ts.timestamp() if isinstance(ts, datetime) else None,
+            tokens=message_tokens(m, counter)))
+    return turns

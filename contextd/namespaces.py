@@ -1,0 +1,110 @@
+"""The namespaces of a data directory: one folder each, opened on demand, fully isolated.
+
+    >>> registry = NamespaceRegistry(settings, embedder)  # doctest: +SKIP
+    >>> ns = registry.get("default")  # NamespaceNotFound unless it exists  # doctest: +SKIP
+    >>> ns = registry.get_or_create("tenant-a")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+from contextd.errors import InvalidNamespace, NamespaceNotFound
+from contextd.models import NAMESPACE_PATTERN
+from contextd.protocols import Embedder
+from contextd.settings import Settings
+from contextd.store.embedding_cache import EmbeddingCache
+from contextd.store.namespace import DB_FILE, IndexSettings, NamespaceData
+
+NAMESPACES_DIR = "namespaces"
+DEFAULT_NAMESPACE = "default"
+CACHE_FILE = "embedding_cache.sqlite3"
+
+
+def check_namespace(name: str) -> str:
+    """`name` if it is a valid namespace name, else InvalidNamespace saying why."""
+    if not isinstance(name, str) or not re.match(NAMESPACE_PATTERN, name):
+        raise InvalidNamespace(
+            f"invalid namespace {name!r}: use 1-63 characters of a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def model_family(model_id: str) -> str:
+    """The part of an embedder's model id that decides vector compatibility.
+
+    Backends of one model (PyTorch, ONNX int8) give interchangeable vectors for search, so a
+    namespace accepts any of them; the embedding cache still keys by the full id.
+    """
+    return model_id.split("/", 1)[0]
+
+
+class NamespaceRegistry:
+    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.root = Path(settings.data_dir) / NAMESPACES_DIR
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._open: dict[str, NamespaceData] = {}
+        self._lock = threading.RLock()
+        self._cache: EmbeddingCache | None = None
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        with self._lock:
+            if self._cache is None:
+                self._cache = EmbeddingCache(Path(self.settings.data_dir) / CACHE_FILE)
+            return self._cache
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and (p / DB_FILE).exists())
+
+    def exists(self, name: str) -> bool:
+        check_namespace(name)
+        return name in self._open or (self.root / name / DB_FILE).exists()
+
+    def get(self, name: str) -> NamespaceData:
+        """An existing namespace (the default one always exists); NamespaceNotFound otherwise."""
+        if name == DEFAULT_NAMESPACE:
+            return self._get(name)
+        if not self.exists(name):
+            raise NamespaceNotFound(
+                f"namespace {name!r} does not exist: upsert documents or append messages to "
+                "create it, or list namespaces with GET /v1/namespaces"
+            )
+        return self._get(name)
+
+    def get_or_create(self, name: str) -> NamespaceData:
+        check_namespace(name)
+        return self._get(name)
+
+    def _get(self, name: str) -> NamespaceData:
+        with self._lock:
+            ns = self._open.get(name)
+            if ns is None:
+                ns = NamespaceData.open(
+                    name, self.root / name, self.embedder.dim,
+                    model_family(self.embedder.model_id),
+                    IndexSettings(self.settings.approximate_above, self.settings.snapshot_every))
+                self._open[name] = ns
+            return ns
+
+    def delete(self, name: str) -> bool:
+        with self._lock:
+            ns = self._get(name)
+            del self._open[name]
+            ns.destroy()
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            for ns in self._open.values():
+                ns.close()
+            self._open.clear()
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None

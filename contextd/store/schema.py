@@ -1,0 +1,126 @@
+"""SQLite schema of a namespace: the source of truth.
+
+Documents, chunks (with their embeddings), an FTS5 lexical index over chunks, a change log
+that the FAISS snapshot is caught up from, and sessions with their turns and summaries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+# FTS5 with the porter stemmer over unicode61, so "running" matches "run"; diacritics folded.
+_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS documents (
+    id           TEXT PRIMARY KEY,
+    title        TEXT,
+    text         TEXT NOT NULL,
+    metadata     TEXT NOT NULL DEFAULT '{{}}',
+    content_hash TEXT NOT NULL,
+    tokens       INTEGER NOT NULL,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS chunks (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id    TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ord       INTEGER NOT NULL,
+    title     TEXT,
+    text      TEXT NOT NULL,
+    tokens    INTEGER NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id, ord);
+
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, text, content='chunks', content_rowid='id', tokenize='{_TOKENIZE}'
+);
+
+-- Every chunk insert and delete is logged; the FAISS snapshot records the last seq it holds.
+CREATE TABLE IF NOT EXISTS changes (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    op       TEXT NOT NULL CHECK (op IN ('add', 'del')),
+    chunk_id INTEGER NOT NULL
+);
+
+CREATE TRIGGER IF NOT EXISTS chunks_after_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, title, text) VALUES (new.id, new.title, new.text);
+    INSERT INTO changes(op, chunk_id) VALUES ('add', new.id);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_after_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, title, text) VALUES ('delete', old.id, old.title,
+        old.text);
+    INSERT INTO changes(op, chunk_id) VALUES ('del', old.id);
+END;
+
+CREATE TABLE IF NOT EXISTS sessions (
+    id              TEXT PRIMARY KEY,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    summary         TEXT,
+    summary_through INTEGER NOT NULL DEFAULT 0,
+    summary_tokens  INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS turns (
+    rid          INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id   TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq          INTEGER NOT NULL,
+    id           TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    name         TEXT,
+    content      TEXT,
+    tool_calls   TEXT,
+    tool_call_id TEXT,
+    ts           REAL,
+    tokens       INTEGER NOT NULL,
+    embedding    BLOB,
+    UNIQUE (session_id, seq),
+    UNIQUE (session_id, id)
+);
+
+CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5(
+    content, content='turns', content_rowid='rid', tokenize='{_TOKENIZE}'
+);
+CREATE TRIGGER IF NOT EXISTS turns_after_insert AFTER INSERT ON turns BEGIN
+    INSERT INTO turns_fts(rowid, content) VALUES (new.rid, coalesce(new.content, ''));
+END;
+CREATE TRIGGER IF NOT EXISTS turns_after_delete AFTER DELETE ON turns BEGIN
+    INSERT INTO turns_fts(turns_fts, rowid, content) VALUES ('delete', old.rid,
+        coalesce(old.content, ''));
+END;
+"""
+
+
+def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection tuned for a durable, concurrent store.
+
+    WAL lets readers run while a writer commits; synchronous=FULL makes a commit durable when
+    it returns, so an acknowledged write survives a crash or power loss.
+    """
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
+                           timeout=30.0)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    conn.execute(
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+        (str(SCHEMA_VERSION),),
+    )

@@ -1,0 +1,178 @@
+"""Sessions, their turns (with embeddings for recall) and running summaries, in SQLite.
+
+    >>> sessions = SessionStore(store)  # doctest: +SKIP
+    >>> sessions.append("s1", [TurnWrite(id="t1", role="user", content="hi", ...)])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from contextd.errors import Conflict
+from contextd.store.sqlite_store import SqliteStore, blob_vector, vector_blob
+
+
+@dataclass(frozen=True)
+class TurnWrite:
+    id: str | None
+    role: str
+    content: str | None
+    name: str | None
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    ts: float | None
+    tokens: int
+    embedding: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class TurnRow:
+    seq: int
+    id: str
+    role: str
+    content: str | None
+    name: str | None
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    ts: float | None
+    tokens: int
+
+    def message(self) -> dict[str, Any]:
+        """The turn as an OpenAI chat message."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    summary: str | None
+    summary_through: int
+    summary_tokens: int
+    turns: int
+
+
+_TURN_COLUMNS = "seq, id, role, content, name, tool_calls, tool_call_id, ts, tokens"
+
+
+def _turn(row: Sequence[Any]) -> TurnRow:
+    return TurnRow(row[0], row[1], row[2], row[3], row[4],
+                   json.loads(row[5]) if row[5] else None, row[6], row[7], row[8])
+
+
+class SessionStore:
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    def session(self, session_id: str) -> SessionRow | None:
+        row = self.store.reader().execute(
+            "SELECT s.id, s.summary, s.summary_through, s.summary_tokens, "
+            "(SELECT count(*) FROM turns t WHERE t.session_id = s.id) "
+            "FROM sessions s WHERE s.id = ?",
+            (session_id,),
+        ).fetchone()
+        return SessionRow(*row) if row else None
+
+    def append(self, session_id: str, turns: Sequence[TurnWrite]) -> list[TurnRow]:
+        """Append turns in order, creating the session; all of them or none."""
+        now = time.time()
+        rows: list[TurnRow] = []
+        with self.store.transaction() as tx:
+            tx.execute(
+                "INSERT INTO sessions(id, created_at, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+                (session_id, now, now),
+            )
+            seq = tx.execute(
+                "SELECT coalesce(max(seq), 0) FROM turns WHERE session_id = ?", (session_id,)
+            ).fetchone()[0]
+            for turn in turns:
+                seq += 1
+                turn_id = turn.id or f"t{seq}"
+                if tx.execute("SELECT 1 FROM turns WHERE session_id = ? AND id = ?",
+                              (session_id, turn_id)).fetchone():
+                    raise Conflict(
+                        f"session {session_id!r} already has a turn with id {turn_id!r}: "
+                        "give each turn a new id, or leave id out to have one assigned"
+                    )
+                tx.execute(
+                    "INSERT INTO turns(session_id, seq, id, role, name, content, tool_calls, "
+                    "tool_call_id, ts, tokens, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (session_id, seq, turn_id, turn.role, turn.name, turn.content,
+                     json.dumps(turn.tool_calls) if turn.tool_calls else None,
+                     turn.tool_call_id, turn.ts, turn.tokens,
+                     vector_blob(turn.embedding) if turn.embedding is not None else None),
+                )
+                rows.append(TurnRow(seq, turn_id, turn.role, turn.content, turn.name,
+                                    turn.tool_calls, turn.tool_call_id, turn.ts, turn.tokens))
+        return rows
+
+    def turns(self, session_id: str, after_seq: int = 0) -> list[TurnRow]:
+        return [_turn(r) for r in self.store.reader().execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE session_id = ? AND seq > ? ORDER BY seq",
+            (session_id, after_seq),
+        )]
+
+    def turns_by_seq(self, session_id: str, seqs: Sequence[int]) -> dict[int, TurnRow]:
+        if not seqs:
+            return {}
+        marks = ",".join("?" * len(seqs))
+        return {r[0]: _turn(r) for r in self.store.reader().execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE session_id = ? AND seq IN ({marks})",
+            (session_id, *seqs),
+        )}
+
+    def turn_vectors(self, session_id: str, after_seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(seqs, vectors) of the session's turns that have embeddings, after `after_seq`."""
+        rows = self.store.reader().execute(
+            "SELECT seq, embedding FROM turns WHERE session_id = ? AND seq > ? "
+            "AND embedding IS NOT NULL ORDER BY seq",
+            (session_id, after_seq),
+        ).fetchall()
+        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return seqs, np.zeros((0, 0), np.float32)
+        return seqs, np.vstack([blob_vector(r[1]) for r in rows])
+
+    def lexical_turns(
+        self, session_id: str, match: str, k: int, max_seq: int
+    ) -> list[tuple[int, float]]:
+        """(seq, bm25 score; higher is better) of the session's turns up to `max_seq`."""
+        if not match or max_seq <= 0:
+            return []
+        rows = self.store.reader().execute(
+            "SELECT t.seq, bm25(turns_fts) AS s FROM turns_fts f JOIN turns t ON t.rid = f.rowid "
+            "WHERE turns_fts MATCH ? AND t.session_id = ? AND t.seq <= ? ORDER BY s LIMIT ?",
+            (match, session_id, max_seq, k),
+        ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def update_summary(
+        self, session_id: str, summary: str, through: int, tokens: int, expected_through: int
+    ) -> bool:
+        """Store a summary covering turns up to `through`, unless another writer moved first."""
+        with self.store.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE sessions SET summary = ?, summary_through = ?, summary_tokens = ?, "
+                "updated_at = ? WHERE id = ? AND summary_through = ?",
+                (summary, through, tokens, time.time(), session_id, expected_through),
+            )
+            return cur.rowcount == 1
+
+    def delete(self, session_id: str) -> bool:
+        with self.store.transaction() as tx:
+            tx.execute("DELETE FROM turns WHERE session_id = ?", (session_id,))
+            cur = tx.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            return cur.rowcount == 1

@@ -1,0 +1,290 @@
+"""The SQLite source of truth of one namespace: documents, chunks, sessions, turns.
+
+One writer connection (serialised by a lock) and one reader connection per thread; WAL lets
+reads run while a write commits.
+
+    >>> store = SqliteStore(":memory:")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from contextd.store.filters import compile_filter
+from contextd.store.schema import connect, create_schema
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    doc_id: str
+    ord: int
+    title: str | None
+    text: str
+    tokens: int
+    metadata: dict[str, Any]
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    ord: int
+    title: str | None
+    text: str
+    tokens: int
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class DocumentWrite:
+    id: str
+    title: str | None
+    text: str
+    metadata: dict[str, Any]
+    content_hash: str
+    tokens: int
+    chunks: list[NewChunk]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    removed_chunk_ids: list[int]
+    added_chunk_ids: list[int]
+    added_vectors: np.ndarray
+    seq: int
+
+
+def vector_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def blob_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._write_lock = threading.RLock()
+        self._writer = connect(path)
+        with self._write_lock:
+            create_schema(self._writer)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    # ----------------------------------------------------------------- connections
+
+    def reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: all of it commits, or none of it does."""
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+    # ----------------------------------------------------------------- meta
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # ----------------------------------------------------------------- documents
+
+    def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        conn = self.reader()
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            for doc_id, digest in conn.execute(
+                f"SELECT id, content_hash FROM documents WHERE id IN ({marks})", part
+            ):
+                out[doc_id] = digest
+        return out
+
+    def write_documents(self, docs: Sequence[DocumentWrite]) -> WriteResult:
+        """Replace the given documents and their chunks in one transaction."""
+        now = time.time()
+        removed: list[int] = []
+        added: list[int] = []
+        vectors: list[np.ndarray] = []
+        with self.transaction() as tx:
+            for doc in docs:
+                removed.extend(
+                    r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc.id,))
+                )
+                tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc.id,))
+                tx.execute(
+                    "INSERT INTO documents(id, title, text, metadata, content_hash, tokens, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET title=excluded.title, text=excluded.text, "
+                    "metadata=excluded.metadata, content_hash=excluded.content_hash, "
+                    "tokens=excluded.tokens, updated_at=excluded.updated_at",
+                    (doc.id, doc.title, doc.text, json.dumps(doc.metadata), doc.content_hash,
+                     doc.tokens, now, now),
+                )
+                for chunk in doc.chunks:
+                    cur = tx.execute(
+                        "INSERT INTO chunks(doc_id, ord, title, text, tokens, embedding) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (doc.id, chunk.ord, chunk.title, chunk.text, chunk.tokens,
+                         vector_blob(chunk.embedding)),
+                    )
+                    added.append(int(cur.lastrowid or 0))
+                    vectors.append(chunk.embedding)
+            seq = self._last_seq(tx)
+        matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
+        return WriteResult(removed, added, matrix, seq)
+
+    def delete_document(self, doc_id: str) -> tuple[list[int], int] | None:
+        """Remove a document and its chunks; (removed chunk ids, seq), or None if absent."""
+        with self.transaction() as tx:
+            if tx.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+                return None
+            removed = [r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?",
+                                                (doc_id,))]
+            tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            tx.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            return removed, self._last_seq(tx)
+
+    def get_document(self, doc_id: str) -> dict[str, Any] | None:
+        row = self.reader().execute(
+            "SELECT d.id, d.title, d.text, d.metadata, d.tokens, d.updated_at, "
+            "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) "
+            "FROM documents d WHERE d.id = ?",
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "title", "text", "metadata", "tokens", "updated_at", "chunks")
+        out = dict(zip(keys, row, strict=True))
+        out["metadata"] = json.loads(out["metadata"])
+        return out
+
+    def counts(self) -> dict[str, int]:
+        conn = self.reader()
+        return {
+            "documents": conn.execute("SELECT count(*) FROM documents").fetchone()[0],
+            "chunks": conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
+            "sessions": conn.execute("SELECT count(*) FROM sessions").fetchone()[0],
+        }
+
+    # ----------------------------------------------------------------- chunks
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        out: dict[int, ChunkRow] = {}
+        conn = self.reader()
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            for row in conn.execute(
+                "SELECT c.id, c.doc_id, c.ord, c.title, c.text, c.tokens, d.metadata, c.embedding "
+                f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                part,
+            ):
+                out[row[0]] = ChunkRow(row[0], row[1], row[2], row[3], row[4], row[5],
+                                       json.loads(row[6]), blob_vector(row[7]))
+        return out
+
+    def filtered_chunk_ids(self, filters: dict[str, Any]) -> np.ndarray:
+        sql, params = compile_filter(filters)
+        rows = self.reader().execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {sql}", params
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def lexical_search(
+        self, match: str, k: int, filters: dict[str, Any] | None = None,
+        title_weight: float = 1.0,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score; higher is better) for an FTS5 MATCH expression."""
+        if not match:
+            return []
+        sql, params = compile_filter(filters)
+        restrict = "" if sql == "1" else (
+            "AND f.rowid IN (SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            f"WHERE {sql})"
+        )
+        rows = self.reader().execute(
+            f"SELECT f.rowid, bm25(chunks_fts, ?, 1.0) AS s FROM chunks_fts f "
+            f"WHERE chunks_fts MATCH ? {restrict} ORDER BY s LIMIT ?",
+            [title_weight, match, *params, k],
+        ).fetchall()
+        # FTS5's bm25() is negated so that ascending order is best first.
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def all_vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of every chunk, in batches, for rebuilding the vector index."""
+        conn = self.reader()
+        last = -1
+        while True:
+            rows = conn.execute(
+                "SELECT id, embedding FROM chunks WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.vstack([blob_vector(r[1]) for r in rows])
+            last = int(ids[-1])
+
+    def changes_since(self, seq: int) -> tuple[set[int], int]:
+        """Chunk ids touched after `seq`, and the last seq."""
+        conn = self.reader()
+        touched = {r[0] for r in conn.execute(
+            "SELECT DISTINCT chunk_id FROM changes WHERE seq > ?", (seq,))}
+        return touched, self._last_seq(conn)
+
+    def existing_chunk_vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        rows = {i: r.embedding for i, r in self.chunks(list(ids)).items()}
+        keys = np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))
+        vectors = np.vstack(list(rows.values())) if rows else np.zeros((0, 0), np.float32)
+        return keys, vectors
+
+    def compact_changes(self, upto: int) -> None:
+        """Forget change-log rows a saved snapshot already holds."""
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+
+    @staticmethod
+    def _last_seq(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return int(row[0]) if row else 0
