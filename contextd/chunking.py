@@ -111,15 +111,30 @@ class SentenceChunker:
             if n <= self.chunk_tokens:
                 pieces.append((start, end, n))
                 continue
-            ids = self.counter.encode(sentence)
-            offset = start
-            for k in range(0, len(ids), self.chunk_tokens - 1):
-                part = self.counter.decode(ids[k : k + self.chunk_tokens - 1])
-                # Decoding may split a multi-byte character; locate the part in the source.
-                found = text.find(part.strip(), offset, end)
-                if found < 0 or not part.strip():
-                    continue
-                stop = found + len(part.strip())
-                pieces.append((found, stop, self.counter.count(" " + text[found:stop])))
-                offset = stop
+            pieces.extend(self._cut(text, start, end))
         return pieces
+
+    def _cut(self, text: str, start: int, end: int) -> list[tuple[int, int, int]]:
+        """Split an over-long sentence into the longest runs that fit, at spaces if possible."""
+        limit = self.chunk_tokens - 1  # room for the separator counted with each piece
+        out: list[tuple[int, int, int]] = []
+        while start < end:
+            lo, hi = start + 1, end
+            while lo < hi:  # largest stop with count(text[start:stop]) <= limit
+                mid = (lo + hi + 1) // 2
+                if self.counter.count(text[start:mid]) <= limit:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            stop = lo
+            space = text.rfind(" ", start + 1, stop)
+            if stop < end and space > start + (stop - start) // 2:
+                stop = space
+            part = text[start:stop].strip()
+            if part:
+                first = start + (len(text[start:stop]) - len(text[start:stop].lstrip()))
+                out.append((first, first + len(part), self.counter.count(" " + part)))
+            start = stop
+            while start < end and text[start].isspace():
+                start += 1
+        return out

@@ -30,8 +30,8 @@ from contextd.models import (
     AssembleResponse,
     Dropped,
     OutputMessage,
-    UsedDocument,
     Usage,
+    UsedDocument,
 )
 from contextd.namespaces import NamespaceRegistry
 from contextd.retrieval.ranker import Ranker

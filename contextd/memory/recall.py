@@ -5,7 +5,8 @@ kept in a small in-memory cache that grows with appends, so a query costs one ma
 product and one FTS5 lookup.
 
     >>> recaller = TurnRecaller()
-    >>> hits = recaller.recall(ns, "s1", "when did Ana move?", vector, max_seq=240)  # doctest: +SKIP
+    >>> hits = recaller.recall("default", sessions, "s1", "when?", vector, max_seq=240)
+    ... # doctest: +SKIP
 """
 
 from __future__ import annotations

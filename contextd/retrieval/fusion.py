@@ -10,6 +10,7 @@ head of each list so that agreement between lists outweighs one list's top rank.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from typing import TypeVar
 
@@ -28,7 +29,7 @@ def fuse_rrf(
         weights = [1.0] * len(rankings)
     if len(weights) != len(rankings):
         raise ValueError("give one weight per ranking")
-    scores: dict[T, float] = {}
+    contributions: dict[T, list[float]] = {}
     best: dict[T, int] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
         seen: set[T] = set()
@@ -36,9 +37,11 @@ def fuse_rrf(
             if item in seen:
                 continue
             seen.add(item)
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+            contributions.setdefault(item, []).append(weight / (k + rank))
             best[item] = min(best.get(item, rank), rank)
-    return sorted(scores.items(), key=lambda kv: (-round(kv[1], 12), best[kv[0]], _order_key(kv[0])))
+    # fsum is exactly rounded, so the sum does not depend on the order of the rankings.
+    scores = {item: math.fsum(parts) for item, parts in contributions.items()}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], _order_key(kv[0])))
 
 
 def _order_key(item: Hashable) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """Sessions, their turns (with embeddings for recall) and running summaries, in SQLite.
 
     >>> sessions = SessionStore(store)  # doctest: +SKIP
-    >>> sessions.append("s1", [TurnWrite(id="t1", role="user", content="hi", ...)])  # doctest: +SKIP
+    >>> sessions.append("s1", [TurnWrite(...)])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class SessionStore:
             ).fetchone()[0]
             for turn in turns:
                 seq += 1
-                turn_id = turn.id or f"t{seq}"
+                turn_id = turn.id or f"turn-{seq}"
                 if tx.execute("SELECT 1 FROM turns WHERE session_id = ? AND id = ?",
                               (session_id, turn_id)).fetchone():
                     raise Conflict(

@@ -1,0 +1,40 @@
+"""Shared fixtures: engines on a temporary data directory with the fast, deterministic
+hash embedder; the real bundled model only in tests marked `model`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from contextd import Engine, Settings  # noqa: E402
+from contextd.embedding import HashEmbedder  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    """Engines on `tmp_path` (or a given dir) with the hash embedder; closed at teardown."""
+    engines: list[Engine] = []
+
+    def make(data_dir: Path | None = None, **settings: object) -> Engine:
+        settings.setdefault("batch_wait_ms", 0)
+        engine = Engine(data_dir or tmp_path / "data", Settings(embedder="hash", **settings),
+                        embedder=HashEmbedder())
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+@pytest.fixture
+def engine(make_engine: Callable[..., Engine]) -> Engine:
+    return make_engine()
