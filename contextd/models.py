@@ -268,15 +268,18 @@ class AssembleRequest(_Model):
     """What to assemble: a query, optional history, and a budget (`max_tokens` or `model`)."""
 
     namespace: Namespace = "default"
-    query: str = Field(default="", max_length=MAX_QUERY_CHARS)
-    session_id: SessionId | None = None
+    query: str = Field(default="", max_length=MAX_QUERY_CHARS,
+                       description="The current question; never dropped.")
+    session_id: SessionId | None = Field(
+        default=None, description="Stored conversation to draw history from.")
     messages: list[ChatMessage] | None = Field(
         default=None,
         max_length=MAX_MESSAGES,
         description="New turns: appended to the session, or used as ephemeral history when "
         "there is no session_id. When `query` is empty, the last user message is the query.",
     )
-    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS,
+                               description="System prompt; never dropped.")
     max_tokens: int | None = Field(
         default=None, ge=1, le=MAX_BUDGET_TOKENS, description="Prompt token budget."
     )
@@ -318,25 +321,25 @@ class AssembleRequest(_Model):
 class Usage(BaseModel):
     """Prompt tokens by section. The sections plus `overhead` add up to `total`."""
 
-    system: int = 0
-    summary: int = 0
-    history: int = 0
-    recalled: int = 0
-    documents: int = 0
-    query: int = 0
+    system: int = Field(0, description="Tokens of the system prompt's content.")
+    summary: int = Field(0, description="Tokens of the running summary's content.")
+    history: int = Field(0, description="Tokens of the recent turns included verbatim.")
+    recalled: int = Field(0, description="Tokens of the recalled earlier turns.")
+    documents: int = Field(0, description="Tokens of the context documents block.")
+    query: int = Field(0, description="Tokens of the query.")
     overhead: int = Field(0, description="Per-message framing and reply priming tokens.")
     total: int = Field(0, description="Prompt tokens an OpenAI chat model bills for `messages`.")
-    budget: int = 0
+    budget: int = Field(0, description="The prompt budget the request resolved to.")
 
 
 class UsedDocument(BaseModel):
-    id: str
-    chunk: int
+    id: str = Field(description="Document id.")
+    chunk: int = Field(description="Chunk number within the document, from 0.")
     rank: int = Field(description="Position in the context block, from 1.")
-    score: float
-    tokens: int
+    score: float = Field(description="Fused relevance score.")
+    tokens: int = Field(description="Tokens of the document's entry in the context block.")
     truncated: bool = Field(description="True when only a leading part of the chunk fit.")
-    title: str | None = None
+    title: str | None = Field(default=None, description="Document title.")
 
 
 DropReason = Literal[
@@ -349,28 +352,39 @@ DropReason = Literal[
 
 
 class Dropped(BaseModel):
-    kind: Literal["document", "turn", "summary", "recalled_turn"]
-    id: str
-    reason: DropReason
+    kind: Literal["document", "turn", "summary", "recalled_turn"] = Field(
+        description="What was dropped.")
+    id: str = Field(description="Document id#chunk, turn id, or 'summary'.")
+    reason: DropReason = Field(
+        description="over_budget: did not fit the budget left; history_share: did not fit "
+        "history's share; near_duplicate: too similar to a chosen chunk; summarised: folded "
+        "into the summary; tool_group_over_budget: a tool call and its results did not fit "
+        "together.")
     tokens: int = Field(description="Tokens the item would have needed.")
 
 
 class AssembleResponse(BaseModel):
-    namespace: str
-    session_id: str | None
-    model: str | None
-    encoding: str
-    messages: list[OutputMessage]
-    usage: Usage
-    documents: list[UsedDocument]
+    namespace: str = Field(description="Namespace the documents came from.")
+    session_id: str | None = Field(description="Session the history came from, if any.")
+    model: str | None = Field(description="Model named in the request, if any.")
+    encoding: str = Field(description="Tokenizer encoding that counted the tokens.")
+    messages: list[OutputMessage] = Field(
+        description="Chat messages ready for an OpenAI-compatible API: system prompt, summary, "
+        "recent turns, recalled turns, context documents, then the query.")
+    usage: Usage = Field(description="Tokens by section; they add up to the total.")
+    documents: list[UsedDocument] = Field(description="Documents in the context block.")
     history_turn_ids: list[str] = Field(description="Turns included verbatim, oldest first.")
     recalled_turn_ids: list[str] = Field(description="Evicted turns brought back for this query.")
     summary_through: int = Field(description="Last turn seq covered by the included summary.")
-    dropped: list[Dropped]
+    dropped: list[Dropped] = Field(description="What was left out, and why.")
     prefix_unchanged: bool | None = Field(
         default=None,
         description="True when the stable prefix (system, summary, recent turns) is the same "
         "as in the previous request of this session; null without a session.",
     )
-    warnings: list[str] = Field(default_factory=list)
-    timings_ms: dict[str, float]
+    warnings: list[str] = Field(
+        default_factory=list, description="Caveats, e.g. approximate counts for a model "
+        "whose tokenizer is not available.")
+    timings_ms: dict[str, float] = Field(
+        description="Milliseconds per stage: budget, embed, memory, retrieval, ranking, "
+        "packing, total.")
