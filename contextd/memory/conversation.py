@@ -80,7 +80,9 @@ class ConversationMemory:
     summariser: Summariser
     recaller: TurnRecaller
     shares: WindowShares = field(default_factory=WindowShares)
-    on_evict: Callable[[HistoryState, list[TurnRow], str], None] | None = None
+    # Called after an eviction is stored: (state, evicted turns, new summary, previous
+    # summary, summary budget). The LLM summary refiner hooks in here.
+    on_evict: Callable[[HistoryState, list[TurnRow], str, str | None, int], None] | None = None
 
     def build(
         self, state: HistoryState, budget: int, query: str, query_vector: np.ndarray | None,
@@ -134,8 +136,8 @@ class ConversationMemory:
             if not stored:
                 log.info("session %s: summary moved concurrently; using this request's own",
                          state.session_id)
-            if self.on_evict is not None:
-                self.on_evict(state, evicted, summary)
+            if stored and self.on_evict is not None:
+                self.on_evict(state, evicted, summary, state.summary, cap)
         state.summary, state.summary_through = summary, through
 
     def _add_summary(
