@@ -15,14 +15,13 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from contextd.errors import ContextdError
+from contextd.store.rwlock import ReadWriteLock
 
 _MAGIC = b"CTXDVIX1"
 _FORMAT = 1
@@ -58,45 +57,6 @@ def _use_threads(role: str) -> None:
     faiss.omp_set_num_threads(_threads[role])
 
 
-class _ReadWriteLock:
-    """Many searches at once, or one mutation; a waiting writer blocks new readers."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
 def nlist_for(n: int) -> int:
     """IVF cell count for `n` vectors: a power of two near 4*sqrt(n), >= 40 vectors a cell.
 
@@ -128,7 +88,7 @@ class FaissVectorIndex:
         self._seq = seq
         self._trained_on = 0
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._rw = _ReadWriteLock()
+        self._rw = ReadWriteLock()
         self._write_lock = threading.Lock()  # serialises mutations; searches never wait on it
 
     @property
