@@ -20,6 +20,8 @@ from contextd.retrieval.retriever import Candidate
 
 
 class Ranker(Protocol):
+    def pool_size(self, top_k: int) -> int: ...
+
     def rank(
         self, candidates: list[Candidate], top_k: int
     ) -> tuple[list[Candidate], list[Candidate]]:
@@ -33,12 +35,16 @@ class MMRRanker:
     duplicate_threshold: float = 0.97
     pool: int = 50
 
+    def pool_size(self, top_k: int) -> int:
+        """How many fused candidates the ranker looks at for `top_k` results."""
+        return max(self.pool, top_k)
+
     def rank(
         self, candidates: list[Candidate], top_k: int
     ) -> tuple[list[Candidate], list[Candidate]]:
         if top_k <= 0 or not candidates:
             return [], []
-        pool = candidates[: max(self.pool, top_k)]
+        pool = candidates[: self.pool_size(top_k)]
         vectors = np.vstack([c.chunk.embedding for c in pool])
         similarity = vectors @ vectors.T
         scores = np.array([c.score for c in pool], dtype=np.float64)
@@ -48,18 +54,18 @@ class MMRRanker:
 
         picked: list[int] = []
         duplicates: list[int] = []
-        remaining = list(range(len(pool)))
+        open_ = np.ones(len(pool), dtype=bool)
         max_sim = np.full(len(pool), -1.0)
-        while remaining and len(picked) < top_k:
+        while open_.any() and len(picked) < top_k:
             if picked:
-                mmr = self.lambda_ * relevance[remaining] - (1 - self.lambda_) * max_sim[remaining]
-                choice = remaining[int(np.argmax(mmr))]
+                mmr = self.lambda_ * relevance - (1 - self.lambda_) * max_sim
+                choice = int(np.argmax(np.where(open_, mmr, -np.inf)))
             else:
-                choice = remaining[0]
-            remaining.remove(choice)
+                choice = 0  # candidates arrive best first
+            open_[choice] = False
             if picked and max_sim[choice] >= self.duplicate_threshold:
                 duplicates.append(choice)
                 continue
             picked.append(choice)
-            max_sim = np.maximum(max_sim, similarity[choice])
+            np.maximum(max_sim, similarity[choice], out=max_sim)
         return [pool[i] for i in picked], [pool[i] for i in duplicates]

@@ -37,7 +37,8 @@ class Retriever(Protocol):
 
 @dataclass
 class HybridRetriever:
-    """Fuses dense and lexical rankings of `depth` candidates each with weighted RRF."""
+    """Fuses dense and lexical rankings of `depth` candidates each with weighted RRF and
+    returns the best `k` fused candidates."""
 
     depth: int = 100
     rrf_k: float = 60.0
@@ -63,7 +64,8 @@ class HybridRetriever:
                 fts_query(query), depth, filters, title_weight=self.title_weight)]
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
-        fused = fuse_rrf(rankings, k=self.rrf_k, weights=weights)[:depth]
+        # Only the best `k` fused candidates are read back: rows carry text and vectors.
+        fused = fuse_rrf(rankings, k=self.rrf_k, weights=weights)[:k]
         rows = ns.store.chunks([cid for cid, _ in fused])
         dense_rank = {cid: r for r, cid in enumerate(dense, start=1)}
         lexical_rank = {cid: r for r, cid in enumerate(lexical, start=1)}
