@@ -154,7 +154,8 @@ class AssemblePipeline:
         duplicates: list[Candidate] = []
         if req.top_k > 0 and documents_budget > 0:
             with timed(timings, "retrieval"):
-                pool = self.retriever.retrieve(ns, vector, query, req.top_k, req.filters)
+                pool = self.retriever.retrieve(ns, vector, query,
+                                               self.ranker.pool_size(req.top_k), req.filters)
             with timed(timings, "ranking"):
                 candidates, duplicates = self.ranker.rank(pool, req.top_k)
         with timed(timings, "packing"):
