@@ -61,6 +61,12 @@ def parse_messages(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[Cha
     return parsed
 
 
+def turn_embedding_text(message: ChatMessage) -> str:
+    """What recall embeds for a turn: the speaker's name with the words, so that a question
+    about a person finds that person's first-person turns."""
+    return f"{message.name}: {message.content}" if message.name else str(message.content)
+
+
 def turn_model(row: TurnRow) -> Turn:
     return Turn(
         id=row.id, seq=row.seq, role=row.role, content=row.content, name=row.name,
@@ -95,7 +101,7 @@ class SessionService:
                             turn_ids=[r.id for r in rows], turns=total.turns if total else 0)
 
     def turn_writes(self, messages: Sequence[ChatMessage]) -> list[TurnWrite]:
-        texts = [m.content for m in messages if m.content]
+        texts = [turn_embedding_text(m) for m in messages if m.content]
         vectors, _, _ = self.registry.cache.embed(self.embedder, texts) if texts else (
             None, 0, 0)
         writes = []

@@ -61,6 +61,13 @@ class HistoryResult:
         return self.summary_tokens + self.window_tokens + self.recalled_tokens
 
 
+def format_when(ts: float) -> str:
+    """A turn's time as people write it ("8 May 2023, 13:56"), so relative dates in the turn
+    ("yesterday") can be resolved and dates match how questions and answers spell them."""
+    when = datetime.fromtimestamp(ts, tz=UTC)
+    return f"{when.day} {when:%B %Y, %H:%M}"
+
+
 def format_turn(turn: TurnRow) -> str:
     """A turn as one line of text with its date, for summaries and recalled turns."""
     speaker = turn.name or turn.role
@@ -70,8 +77,7 @@ def format_turn(turn: TurnRow) -> str:
                           for c in turn.tool_calls)
         text = f"{text} [called {calls}]".strip()
     if turn.ts is not None:
-        when = datetime.fromtimestamp(turn.ts, tz=UTC).strftime("%Y-%m-%d %H:%M")
-        return f"[{when}] {speaker}: {text}"
+        return f"[{format_when(turn.ts)}] {speaker}: {text}"
     return f"{speaker}: {text}"
 
 

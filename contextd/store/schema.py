@@ -88,15 +88,18 @@ CREATE TABLE IF NOT EXISTS turns (
     UNIQUE (session_id, id)
 );
 
+-- The speaker's name is searchable too: questions name people ("Ana's dog") while turns
+-- speak in the first person.
 CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5(
-    content, content='turns', content_rowid='rid', tokenize='{_TOKENIZE}'
+    name, content, content='turns', content_rowid='rid', tokenize='{_TOKENIZE}'
 );
 CREATE TRIGGER IF NOT EXISTS turns_after_insert AFTER INSERT ON turns BEGIN
-    INSERT INTO turns_fts(rowid, content) VALUES (new.rid, coalesce(new.content, ''));
+    INSERT INTO turns_fts(rowid, name, content) VALUES (new.rid, coalesce(new.name, ''),
+        coalesce(new.content, ''));
 END;
 CREATE TRIGGER IF NOT EXISTS turns_after_delete AFTER DELETE ON turns BEGIN
-    INSERT INTO turns_fts(turns_fts, rowid, content) VALUES ('delete', old.rid,
-        coalesce(old.content, ''));
+    INSERT INTO turns_fts(turns_fts, rowid, name, content) VALUES ('delete', old.rid,
+        coalesce(old.name, ''), coalesce(old.content, ''));
 END;
 """
 
