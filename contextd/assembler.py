@@ -118,13 +118,9 @@ def _leading_part(
     return best
 
 
-def pack_turns(
-    messages: Sequence[dict[str, Any]], groups: Sequence[int], budget: int,
-    counter: TiktokenCounter,
-) -> tuple[int, list[int]]:
-    """Keep the newest whole groups of `messages` that fit; (first kept index, costs)."""
-    costs = [message_tokens(m, counter) for m in messages]
-    used, start, i = 0, len(messages), len(messages) - 1
+def newest_groups(costs: Sequence[int], groups: Sequence[int], budget: int) -> int:
+    """Index of the first of the newest whole groups whose costs fit `budget`."""
+    used, start, i = 0, len(costs), len(costs) - 1
     while i >= 0:
         j, cost = i, 0
         while j >= 0 and groups[j] == groups[i]:
@@ -134,4 +130,4 @@ def pack_turns(
             break
         used += cost
         start, i = j + 1, j
-    return start, costs
+    return start

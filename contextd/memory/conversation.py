@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from contextd.assembler import RECALLED_HEADER, SUMMARY_HEADER, BlockItem, pack_block, pack_turns
+from contextd.assembler import (
+    RECALLED_HEADER,
+    SUMMARY_HEADER,
+    BlockItem,
+    newest_groups,
+    pack_block,
+)
 from contextd.memory.recall import TurnRecaller
 from contextd.memory.summariser import select_lines
 from contextd.memory.window import WindowShares, plan_eviction, tool_groups
@@ -98,7 +104,8 @@ class ConversationMemory:
         turns = state.turns
         messages = [t.message() for t in turns]
         groups = tool_groups(messages)
-        costs = [message_tokens(m, counter) for m in messages]
+        # Turn costs are stored with the turns (recounted upstream for another encoding).
+        costs = [t.tokens for t in turns]
         overflow = state.summary_through > 0 or sum(costs) > budget
         window_budget = budget
         if overflow:
@@ -111,7 +118,7 @@ class ConversationMemory:
                 groups, costs = groups[evict:], costs[evict:]
         result.summary_through = state.summary_through
 
-        start, costs = pack_turns(messages, groups, window_budget, counter)
+        start = newest_groups(costs, groups, window_budget)
         for turn, cost in zip(turns[:start], costs[:start], strict=True):
             result.dropped.append(Dropped(kind="turn", id=turn.id, reason="history_share",
                                           tokens=cost))
