@@ -4,6 +4,7 @@
     >>> engine = contextd.Engine("indexes")  # doctest: +SKIP
 """
 
+from contextd.client import AsyncClient, Client
 from contextd.engine import Engine
 from contextd.errors import (
     BudgetTooSmall,
@@ -48,8 +49,10 @@ __all__ = [
     "AppendResult",
     "AssembleRequest",
     "AssembleResponse",
+    "AsyncClient",
     "BudgetTooSmall",
     "ChatMessage",
+    "Client",
     "Conflict",
     "ContextdError",
     "DeleteResult",

@@ -3,6 +3,7 @@
     $ contextd ingest docs/ --namespace default
     $ contextd search "how are tokens counted?"
     $ contextd assemble "how are tokens counted?" --max-tokens 1500 --json
+    $ contextd serve --host 127.0.0.1 --port 8000 --data-dir indexes --sample
 """
 
 from __future__ import annotations
@@ -127,6 +128,58 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_beir(args: argparse.Namespace) -> int:
+    from contextd.eval.beir_runner import run_beir
+
+    with _engine(args) as engine:
+        report = run_beir(engine, args.dataset, mode=args.mode, namespace=args.eval_namespace,
+                          progress=not args.quiet)
+    _write_report(report, args.out)
+    m, q, i = report["metrics"], report["query_ms"], report["ingest"]
+    print(f"{report['mode']}: nDCG@10 {m['ndcg@10']:.4f}  recall@10 {m['recall@10']:.4f}  "
+          f"recall@100 {m['recall@100']:.4f}  MRR@10 {m['mrr@10']:.4f}  "
+          f"query p50 {q['p50']} ms p95 {q['p95']} ms  ingest {i['documents_per_s']} docs/s "
+          f"({i['embedded']} embedded, {i['cached']} cached)")
+    return 0
+
+
+def cmd_eval_conversations(args: argparse.Namespace) -> int:
+    from contextd.eval.conversations import run_conversations
+
+    budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
+    if not budgets or min(budgets) <= 0:
+        raise InvalidRequest("--budgets needs positive token counts, e.g. 1000,2000,4000")
+    with _engine(args) as engine:
+        report = run_conversations(engine, args.file, budgets, progress=not args.quiet)
+    _write_report(report, args.out)
+    print("| budget | evidence recall | last-turns baseline | answer contained | baseline "
+          "contained | tokens | p50 ms | p95 ms | memory p50 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in [*report["budgets"].items(), ("overall", report["overall"])]:
+        b = r["last_turns_baseline"]
+        print(f"| {name} | {r['evidence_recall']:.3f} | {b['evidence_recall']:.3f} | "
+              f"{r['answer_contained']:.3f} | {b['answer_contained']:.3f} | "
+              f"{r['tokens_mean']} | {r['latency_ms']['p50']} | {r['latency_ms']['p95']} | "
+              f"{r['memory_ms']['p50']} |")
+    full = report["full_history_tokens"]
+    print(f"full history: {full['mean']} tokens on average (max {full['max']}), answer "
+          f"contained {report['overall']['full_history']['answer_contained']:.3f}")
+    return 0
+
+
+def _write_report(report: dict[str, Any], out: str | None) -> None:
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from contextd.serve import serve
+
+    serve(args.host, args.port, args.data_dir, args.sample, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contextd", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +212,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the response as JSON")
     common(p)
     p.set_defaults(func=cmd_assemble)
+
+    evaluate = sub.add_parser("eval", help="measure retrieval or memory quality")
+    kinds = evaluate.add_subparsers(dest="kind", required=True)
+    p = kinds.add_parser("beir", help="retrieval quality on a BEIR-layout dataset folder")
+    p.add_argument("dataset", help="folder with corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--eval-namespace", default=None,
+                   help="namespace to ingest into (default: beir-<folder name>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
+    p.set_defaults(func=cmd_eval_beir)
+    p = kinds.add_parser("conversations", help="memory quality on LoCoMo-layout conversations")
+    p.add_argument("file", help="JSON file in the LoCoMo layout")
+    p.add_argument("--budgets", default="1000,2000,4000", help="history budgets, in tokens")
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
+    p.set_defaults(func=cmd_eval_conversations)
+
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
+    p.add_argument("--sample", action="store_true",
+                   help="ingest the sample corpus into an empty 'default' namespace")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

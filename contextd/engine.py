@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from contextd.batching import MicroBatcher
 from contextd.errors import ContextdError, NamespaceNotFound
 from contextd.ingest import DocumentIngestor
 from contextd.memory.conversation import ConversationMemory
+from contextd.memory.llm_summariser import LLMSummariser, SummaryRefiner
 from contextd.memory.recall import TurnRecaller
 from contextd.memory.summariser import ExtractiveSummariser
 from contextd.memory.window import WindowShares
@@ -62,6 +64,15 @@ def default_embedder(settings: Settings) -> Embedder:
                                        cache_dir=settings.data_dir / "models")
 
 
+def _summary_refiner(settings: Settings) -> SummaryRefiner | None:
+    """LLM summaries in the background when an endpoint is configured."""
+    if not settings.summariser_url:
+        return None
+    return SummaryRefiner(LLMSummariser(
+        settings.summariser_url, settings.summariser_model, settings.summariser_api_key,
+        settings.summariser_timeout_s, settings.summariser_retries))
+
+
 class Engine:
     """Assembles prompts from documents and conversation history within a token budget.
 
@@ -97,6 +108,15 @@ class Engine:
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
         self.pipeline = AssemblePipeline(settings, self.registry, self.retriever, self.ranker,
                                          self.memory, self.sessions, self.embed_query)
+        # Concurrent queries (server worker threads, or any multi-threaded caller) share
+        # forward passes; 0 ms turns this off and embeds each query on its caller's thread.
+        self.batcher = (MicroBatcher(self.embedder.embed, settings.batch_wait_ms,
+                                     settings.batch_max)
+                        if settings.batch_wait_ms > 0 else None)
+        self.refiner = _summary_refiner(settings)
+        if self.refiner is not None:
+            self.memory.on_evict = self.refiner.submit
+        self._warmed = threading.Event()
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -109,10 +129,14 @@ class Engine:
         get_counter(self.settings.encoding)
         self.embedder.warm_up()
         self.embed_query("warm up")
+        for name in self.registry.names():  # opens each namespace: loads its vector snapshot
+            self.registry.get(name)
+        self._warmed.set()
 
     @property
     def ready(self) -> bool:
-        return not self._closed
+        """True once `warm_up()` has finished and until `close()`."""
+        return self._warmed.is_set() and not self._closed
 
     def close(self) -> None:
         """Flush vector snapshots and close every namespace. Idempotent."""
@@ -120,6 +144,10 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.refiner is not None:
+            self.refiner.close()
         self.registry.close()
 
     def __enter__(self) -> Engine:
@@ -131,7 +159,9 @@ class Engine:
     # ------------------------------------------------------------------ embedding
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One query vector (dim,). Subclasses and the server may batch these."""
+        """One query vector (dim,), micro-batched with concurrent callers when enabled."""
+        if self.batcher is not None:
+            return self.batcher.submit(text)
         return self.embedder.embed([text])[0]
 
     # ------------------------------------------------------------------ assemble
@@ -181,7 +211,8 @@ class Engine:
         with timed(timings, "embed"):
             vector = self.embed_query(req.query) if req.mode != "lexical" else None
         with timed(timings, "retrieval"):
-            candidates = self.retriever.retrieve(ns, vector, req.query, req.top_k, req.filters,
+            candidates = self.retriever.retrieve(ns, vector, req.query,
+                                                 self.ranker.pool_size(req.top_k), req.filters,
                                                  req.mode)
         with timed(timings, "ranking"):
             ranked, _ = self.ranker.rank(candidates, req.top_k)

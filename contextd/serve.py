@@ -1,0 +1,122 @@
+"""`contextd serve`: the HTTP service on uvicorn, optionally seeded with the sample corpus.
+
+    $ contextd serve --host 127.0.0.1 --port 8000 --data-dir indexes --sample
+
+The model loads once, in the warm-up thread, while uvicorn already answers /healthz; with
+`--sample` the same thread then ingests `samples/` into namespace `default` if it is empty
+and prints a ready-to-paste curl command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from contextd.engine import Engine
+from contextd.settings import Settings
+
+log = logging.getLogger("contextd.serve")
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE_NAMESPACE = "default"
+
+
+def ingest_samples(engine: Engine, folder: Path = SAMPLES_DIR,
+                   namespace: str = SAMPLE_NAMESPACE) -> int:
+    """Ingest the .md files of `folder` into `namespace` unless it already has documents.
+
+    Returns the number of documents ingested (0 when the namespace was not empty).
+
+        >>> ingest_samples(Engine("indexes"))  # doctest: +SKIP
+        5
+    """
+    from contextd.cli import read_documents
+
+    if engine.registry.exists(namespace) and engine.registry.get(namespace).info()["documents"]:
+        return 0
+    if not folder.is_dir():
+        log.warning("no sample corpus at %s; namespace %r stays empty", folder, namespace)
+        return 0
+    docs = list(read_documents(folder))
+    if docs:
+        engine.upsert_documents(docs, namespace=namespace)
+    return len(docs)
+
+
+def curl_example(host: str, port: int, api_key: str | None = None) -> str:
+    """A ready-to-paste curl command for /v1/assemble against this server.
+
+        >>> print(curl_example("127.0.0.1", 8000).splitlines()[0])
+        curl -s http://127.0.0.1:8000/v1/assemble \\
+    """
+    body = {"query": "How does contextd rank retrieved chunks?", "max_tokens": 1000,
+            "session_id": "demo", "messages": [
+                {"role": "user", "content": "How does contextd rank retrieved chunks?"}]}
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [f"curl -s http://{shown_host}:{port}/v1/assemble \\",
+             "  -H 'Content-Type: application/json' \\"]
+    if api_key:
+        lines.append('  -H "Authorization: Bearer $CONTEXTD_API_KEY" \\')
+    lines.append(f"  -d {shlex.quote(json.dumps(body))}")
+    return "\n".join(lines)
+
+
+def limit_native_threads() -> Any:
+    """Keep the native thread pools of one server process from fighting over the cores.
+
+    The process holds two OpenMP runtimes (PyTorch's and FAISS's) and two OpenBLAS builds
+    (NumPy's and FAISS's), each sized to every core and busy-waiting between calls by
+    default. Concurrency comes from requests here, so BLAS runs single-threaded and idle
+    OpenMP threads sleep instead of spinning; on 2 cores this took a 1-client /v1/assemble
+    from ~600 ms to ~90 ms p50 (benchmarks/results/http.md). Runtimes read these variables
+    when they load, so call this before the first embedding or search.
+
+        >>> limiter = limit_native_threads()
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from threadpoolctl import threadpool_limits
+
+    # NumPy's OpenBLAS is loaded already (contextd imports numpy), so limit it in place too;
+    # the returned limiter can restore the previous limits (tests do).
+    return threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "indexes",
+          sample: bool = False, *, log_level: str = "info") -> None:
+    """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
+
+    Settings come from CONTEXTD_* variables (e.g. CONTEXTD_EMBEDDER=hash for a model-free
+    server); CONTEXTD_API_KEY, when set, is required as a Bearer token on /v1 routes;
+    CONTEXTD_HTTP_THREADS sets how many Engine calls may run at once (default 8).
+
+        >>> serve("127.0.0.1", 8000, "indexes", sample=True)  # doctest: +SKIP
+    """
+    import uvicorn
+
+    from contextd.server import DEFAULT_WORKER_THREADS, create_app
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_native_threads()
+    api_key = os.environ.get("CONTEXTD_API_KEY") or None
+    engine = Engine(settings=Settings.from_env(data_dir=Path(data_dir)))
+
+    def on_ready(ready: Engine) -> None:
+        if sample:
+            count = ingest_samples(ready)
+            if count:
+                log.info("ingested %d sample documents into namespace %r", count,
+                         SAMPLE_NAMESPACE)
+            print("\ncontextd is ready. Try:\n\n" + curl_example(host, port, api_key) + "\n",
+                  flush=True)
+
+    threads = int(os.environ.get("CONTEXTD_HTTP_THREADS") or DEFAULT_WORKER_THREADS)
+    app = create_app(engine, api_key=api_key, on_ready=on_ready, worker_threads=threads)
+    # One worker process: the model and indexes live in this process; concurrency comes from
+    # the app's thread pool and the query micro-batcher.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

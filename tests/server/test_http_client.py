@@ -1,0 +1,142 @@
+"""The clients' own behaviour: retries and idempotency, error mapping, headers, and the
+sync client over an in-process app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from contextd import (
+    Client,
+    DocumentNotFound,
+    Engine,
+    InvalidRequest,
+    NamespaceInfo,
+    NotFound,
+    SessionNotFound,
+    Unavailable,
+)
+from contextd.client import ProblemError, error_from_response
+from contextd.server import create_app
+
+NS = [{"name": "default", "documents": 1, "chunks": 2, "sessions": 0, "vector_index": "flat"}]
+
+
+def scripted(*steps: object) -> tuple[Callable[..., Client], list[httpx.Request]]:
+    """A client whose transport plays `steps` in order: a Response, or an exception to raise."""
+    seen: list[httpx.Request] = []
+    queue = list(steps)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        step = queue.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        assert isinstance(step, httpx.Response)
+        return step
+
+    def make(**kwargs: object) -> Client:
+        kwargs.setdefault("backoff", 0.0)
+        return Client("http://svc", transport=httpx.MockTransport(handle), **kwargs)  # type: ignore
+
+    return make, seen
+
+
+def problem(status: int, slug: str) -> httpx.Response:
+    return httpx.Response(status, json={"type": f"https://contextd.dev/problems/{slug}",
+                                        "title": slug, "status": status, "detail": slug},
+                          headers={"content-type": "application/problem+json"})
+
+
+def test_connect_errors_are_retried_for_any_call() -> None:
+    make, seen = scripted(httpx.ConnectError("refused"), httpx.ConnectError("refused"),
+                          httpx.Response(200, json={"namespace": "default", "session_id": "s",
+                                                    "appended": 1, "turn_ids": ["t"],
+                                                    "turns": 1}))
+    result = make().append_messages("s", [{"role": "user", "content": "hi"}])
+    assert result.turn_ids == ["t"] and len(seen) == 3
+
+
+def test_503_is_retried_even_for_appends() -> None:
+    make, seen = scripted(problem(503, "unavailable"),
+                          httpx.Response(200, json={"namespace": "default", "session_id": "s",
+                                                    "appended": 1, "turn_ids": ["t"],
+                                                    "turns": 1}))
+    make().append_messages("s", [{"role": "user", "content": "hi"}])
+    assert len(seen) == 2
+
+
+def test_a_lost_answer_is_not_retried_for_appends() -> None:
+    make, seen = scripted(httpx.ReadTimeout("slow"))
+    with pytest.raises(httpx.ReadTimeout):
+        make().append_messages("s", [{"role": "user", "content": "hi"}])
+    assert len(seen) == 1  # the turn may have been stored: repeating could store it twice
+
+
+def test_assemble_with_messages_is_not_retried_but_without_is() -> None:
+    make, seen = scripted(httpx.RemoteProtocolError("reset"))
+    with pytest.raises(httpx.RemoteProtocolError):
+        make().assemble(query="q", max_tokens=100, session_id="s",
+                        messages=[{"role": "user", "content": "hi"}])
+    assert len(seen) == 1
+    make, seen = scripted(httpx.RemoteProtocolError("reset"), httpx.ReadTimeout("slow"),
+                          httpx.Response(200, json=NS))
+    assert make().namespaces()[0].chunks == 2 and len(seen) == 3
+
+
+def test_gateway_errors_are_retried_for_idempotent_calls_only() -> None:
+    make, seen = scripted(httpx.Response(502), httpx.Response(200, json=NS))
+    assert make().namespaces()[0].name == "default" and len(seen) == 2
+    make, seen = scripted(httpx.Response(504))
+    with pytest.raises(ProblemError):
+        make().append_messages("s", [{"role": "user", "content": "hi"}])
+    assert len(seen) == 1
+
+
+def test_retries_are_bounded() -> None:
+    make, seen = scripted(*[problem(503, "unavailable")] * 3)
+    with pytest.raises(Unavailable):
+        make(retries=2).namespaces()
+    assert len(seen) == 3
+
+
+def test_client_errors_are_not_retried() -> None:
+    make, seen = scripted(problem(404, "document-not-found"))
+    with pytest.raises(DocumentNotFound):
+        make().get_document("x")
+    assert len(seen) == 1
+
+
+def test_problem_types_map_to_typed_errors() -> None:
+    assert isinstance(error_from_response(problem(404, "session-not-found")), SessionNotFound)
+    assert isinstance(error_from_response(problem(404, "something-new")), NotFound)
+    error = error_from_response(problem(422, "invalid-request"))
+    assert isinstance(error, InvalidRequest) and error.detail == "invalid-request"
+    unknown = error_from_response(problem(401, "unauthorized"))
+    assert isinstance(unknown, ProblemError) and unknown.status == 401
+    bare = error_from_response(httpx.Response(502, text="bad gateway"))
+    assert isinstance(bare, ProblemError) and bare.detail == "bad gateway"
+
+
+def test_request_shape_and_headers() -> None:
+    make, seen = scripted(httpx.Response(204))
+    assert make(api_key="k1").delete_session("chat/1", namespace="team-a") is True
+    request = seen[0]
+    assert request.method == "DELETE"
+    assert request.url.raw_path == b"/v1/sessions/chat%2F1?namespace=team-a"
+    assert request.headers["authorization"] == "Bearer k1"
+
+
+def test_sync_client_over_an_in_process_app(make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine(batch_wait_ms=1)
+    app = create_app(engine)
+    with Client.for_app(app) as client:
+        assert app.state.warmed.wait(30)  # startup ran
+        client.upsert_documents([{"id": "a", "text": "Alpha particles are helium nuclei."}])
+        assert client.search("helium nuclei").hits[0].id == "a"
+        listed = client.namespaces()
+        assert listed == engine.namespaces()  # the same models as in-process
+        assert isinstance(listed[0], NamespaceInfo) and listed[0].documents == 1
+    assert app.state.engine_closed  # shutdown ran and closed the engine

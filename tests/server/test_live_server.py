@@ -1,0 +1,120 @@
+"""The real service: `python -m contextd.cli serve` on a free port, driven over loopback by
+`Client`, stopped with SIGTERM and started again on the same data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contextd import Client, DocumentNotFound
+
+pytestmark = pytest.mark.server
+
+STARTUP_S = 60
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_server(data_dir: Path, *extra: str) -> Iterator[tuple[str, list[str]]]:
+    """A server process; yields its URL and, after it stops, its stdout lines."""
+    port = free_port()
+    env = {**os.environ, "CONTEXTD_EMBEDDER": "hash", "CONTEXTD_API_KEY": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
+         str(data_dir), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    try:
+        wait_ready(url, process)
+        yield url, output
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        output.extend(out.splitlines())
+    # uvicorn re-raises SIGTERM once it has shut down gracefully, hence -SIGTERM.
+    assert process.returncode in (0, -signal.SIGTERM), out
+    assert "Application shutdown complete" in out, out
+
+
+def wait_ready(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stdout.read()}")  # type: ignore
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server not ready in time")
+
+
+def test_serve_persist_and_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    docs = [{"id": "wire-1", "text": "Loopback sockets carry requests between processes."},
+            {"id": "wire-2", "text": "Graceful shutdown lets in-flight requests finish."},
+            {"id": "wire-3", "text": "Snapshots of the vector index are flushed on close."}]
+    with running_server(data, "--sample") as (url, output), Client(url) as client:
+        sample = {i.name: i for i in client.namespaces()}["default"]
+        assert sample.documents == len(list(SAMPLES.glob("*.md")))
+        assert client.upsert_documents(docs, namespace="wire").upserted == 3
+        assert client.search("graceful shutdown", namespace="wire").hits[0].id == "wire-2"
+        client.append_messages("chat", [{"role": "user", "content": "How is data kept?"},
+                                        {"role": "assistant", "content": "In SQLite."}],
+                               namespace="wire")
+        response = client.assemble(namespace="wire", session_id="chat", max_tokens=400,
+                                   query="what happens to snapshots on close?")
+        assert response.documents[0].id == "wire-3"
+        assert client.delete_document("wire-1", namespace="wire").deleted
+        assert httpx.get(url + "/metrics").text.count("contextd_http_request_duration") > 0
+
+    # The printed curl example is ready to paste: its body is a valid assemble request.
+    printed = "\n".join(output)
+    assert f"curl -s {url}/v1/assemble" in printed
+    body = json.loads(re.search(r"-d '(.+)'", printed).group(1))  # type: ignore[union-attr]
+
+    with running_server(data) as (url, _), Client(url) as client:
+        assert client.get_document("wire-2", namespace="wire").text == docs[1]["text"]
+        with pytest.raises(DocumentNotFound):
+            client.get_document("wire-1", namespace="wire")
+        hits = client.search("snapshots vector index", namespace="wire", mode="dense").hits
+        assert [h.id for h in hits][:1] == ["wire-3"] and "wire-1" not in {h.id for h in hits}
+        session = client.get_session("chat", namespace="wire")
+        assert [t.content for t in session.turns] == ["How is data kept?", "In SQLite."]
+        assert client.assemble(body).usage.total <= body["max_tokens"]
+
+
+def test_serve_limits_native_thread_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    from contextd.serve import limit_native_threads
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    limiter = limit_native_threads()
+    try:
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
+    finally:
+        limiter.restore_original_limits()

@@ -1,0 +1,191 @@
+"""Embedders: the hashing fake (fast) and the bundled model on both backends (marked `model`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contextd import embedding
+from contextd.embedding import HashEmbedder, SentenceTransformerEmbedder
+from contextd.protocols import Embedder
+
+# --------------------------------------------------------------------------- HashEmbedder
+
+
+def test_hash_embedder_satisfies_protocol() -> None:
+    emb = HashEmbedder()
+    assert isinstance(emb, Embedder)
+    assert emb.dim == 384
+    assert emb.model_id == "hash-384-v1"
+    assert HashEmbedder(dim=64).model_id == "hash-64-v1"
+
+
+def test_hash_embedder_is_deterministic_across_instances() -> None:
+    texts = ["FAISS searches dense vectors", "SQLite FTS5 ranks with BM25"]
+    first = HashEmbedder().embed(texts)
+    second = HashEmbedder().embed(list(reversed(texts)))[::-1]
+    np.testing.assert_array_equal(first, second)
+
+
+def test_hash_embedder_rows_are_unit_float32() -> None:
+    vecs = HashEmbedder(dim=128).embed(["one", "two words", "a much longer piece of text " * 20])
+    assert vecs.shape == (3, 128)
+    assert vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
+
+
+def test_hash_embedder_shared_words_score_higher() -> None:
+    query, near, far = HashEmbedder().embed(
+        [
+            "how do solar panels convert sunlight",
+            "solar panels convert sunlight into electricity",
+            "the recipe needs two eggs and flour",
+        ]
+    )
+    assert float(query @ near) > float(query @ far) + 0.3
+
+
+def test_hash_embedder_stems_plurals_and_tenses() -> None:
+    base, inflected, other = HashEmbedder().embed(
+        ["the cat jumps", "the cats jumped", "the dog barks"]
+    )
+    assert float(base @ inflected) > 0.8
+    assert float(base @ inflected) > float(base @ other)
+
+
+def test_hash_embedder_empty_text_is_a_fixed_unit_vector() -> None:
+    vecs = HashEmbedder().embed(["", "   ", "!!!"])
+    assert np.isfinite(vecs).all()
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0)
+    np.testing.assert_array_equal(vecs[0], vecs[1])
+
+
+def test_hash_embedder_empty_batch() -> None:
+    assert HashEmbedder(dim=32).embed([]).shape == (0, 32)
+
+
+def test_hash_embedder_rejects_tiny_dim() -> None:
+    with pytest.raises(ValueError, match="dim"):
+        HashEmbedder(dim=2)
+
+
+def test_sentence_embedder_rejects_unknown_backend() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        SentenceTransformerEmbedder(backend="tensorrt")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- real model
+
+SENTENCES = [
+    "A cat is sleeping on the sofa.",
+    "The kitten naps on the couch.",
+    "Interest rates rose sharply this quarter.",
+    "Vitamin D deficiency is associated with bone loss in older adults.",
+    "Low vitamin D levels are linked to osteoporosis in the elderly.",
+]
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> SentenceTransformerEmbedder:
+    emb = SentenceTransformerEmbedder(backend="torch")
+    emb.warm_up()
+    return emb
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session")
+def onnx_embedder(onnx_cache: Path) -> SentenceTransformerEmbedder:
+    # The export needs the optional `onnx` package; loading needs onnxruntime.
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    # One export per test session; the later tests reuse the cached file.
+    emb = SentenceTransformerEmbedder(backend="onnx", cache_dir=onnx_cache)
+    emb.warm_up()
+    return emb
+
+
+@pytest.mark.model
+def test_torch_embedder_gives_unit_384d_vectors(torch_embedder) -> None:
+    vecs = torch_embedder.embed(SENTENCES)
+    assert vecs.shape == (len(SENTENCES), 384)
+    assert vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert torch_embedder.embed([]).shape == (0, 384)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("which", ["torch_embedder", "onnx_embedder"])
+def test_paraphrases_are_closer_than_unrelated(which, request) -> None:
+    vecs = request.getfixturevalue(which).embed(SENTENCES)
+    sims = vecs @ vecs.T
+    assert sims[0, 1] > sims[0, 2] + 0.3
+    assert sims[3, 4] > sims[3, 0] + 0.3
+    assert sims[3, 4] > sims[3, 2] + 0.3
+
+
+@pytest.mark.model
+def test_onnx_backend_agrees_with_torch(torch_embedder, onnx_embedder) -> None:
+    assert onnx_embedder.backend == "onnx-int8"
+    reference = torch_embedder.embed(SENTENCES)
+    fast = onnx_embedder.embed(SENTENCES)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    assert (np.sum(reference * fast, axis=1) > 0.98).all()
+
+
+@pytest.mark.model
+def test_batching_barely_moves_int8_vectors(onnx_embedder) -> None:
+    # Dynamic int8 scales activations per batch, so vectors move slightly with batch-mates.
+    together = onnx_embedder.embed(SENTENCES)
+    one_by_one = np.vstack([onnx_embedder.embed([s]) for s in SENTENCES])
+    assert (np.sum(together * one_by_one, axis=1) > 0.99).all()
+
+
+@pytest.mark.model
+def test_torch_vectors_do_not_depend_on_batch(torch_embedder) -> None:
+    together = torch_embedder.embed(SENTENCES)
+    one_by_one = np.vstack([torch_embedder.embed([s]) for s in SENTENCES])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-4)
+
+
+@pytest.mark.model
+def test_model_id_differs_per_backend(torch_embedder, onnx_embedder) -> None:
+    assert torch_embedder.model_id != onnx_embedder.model_id
+    assert "all-MiniLM-L6-v2" in torch_embedder.model_id
+    assert "torch" in torch_embedder.model_id and "onnx" in onnx_embedder.model_id
+
+
+@pytest.mark.model
+def test_export_is_cached_and_leaves_no_temp_files(onnx_cache, onnx_embedder) -> None:
+    models = onnx_cache
+    files = sorted(p.name for p in models.iterdir())
+    assert len(files) == 1 and files[0].endswith("-int8.onnx")
+    again = embedding.ensure_onnx_model(embedding.bundled_model_path(), models)
+    assert again.name == files[0]
+    assert sorted(p.name for p in models.iterdir()) == files
+
+
+@pytest.mark.model
+def test_onnx_falls_back_to_torch_when_export_fails(tmp_path, monkeypatch, caplog) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter missing")
+
+    monkeypatch.setattr(embedding, "ensure_onnx_model", broken)
+    emb = SentenceTransformerEmbedder(backend="onnx", cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="contextd.embedding"):
+        assert emb.backend == "torch-fp32"
+    assert "exporter missing" in caplog.text
+    assert emb.embed(["still works"]).shape == (1, 384)
+
+
+def test_auto_is_torch_and_its_id_needs_no_loading(tmp_path) -> None:
+    emb = SentenceTransformerEmbedder(cache_dir=tmp_path, max_seq_length=128)
+    assert emb.model_id == "all-MiniLM-L6-v2/torch-fp32/len128"
+    assert list(tmp_path.iterdir()) == []
+    assert emb._runner is None
