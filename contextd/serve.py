@@ -91,20 +91,21 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "ind
     """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
 
     Settings come from CONTEXTD_* variables (e.g. CONTEXTD_EMBEDDER=hash for a model-free
-    server); CONTEXTD_API_KEY, when set, is required as a Bearer token on /v1 routes;
-    CONTEXTD_HTTP_THREADS sets how many Engine calls may run at once (default 8).
+    server, CONTEXTD_API_KEY to require a Bearer token on /v1 routes, CONTEXTD_HTTP_THREADS
+    for how many Engine calls run at once).
 
         >>> serve("127.0.0.1", 8000, "indexes", sample=True)  # doctest: +SKIP
     """
     import uvicorn
 
-    from contextd.server import DEFAULT_WORKER_THREADS, create_app
+    from contextd.server import create_app
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_native_threads()
-    api_key = os.environ.get("CONTEXTD_API_KEY") or None
-    engine = Engine(settings=Settings.from_env(data_dir=Path(data_dir)))
+    settings = Settings.from_env(data_dir=Path(data_dir))
+    api_key = settings.api_key
+    engine = Engine(settings=settings)
 
     def on_ready(ready: Engine) -> None:
         if sample:
@@ -115,8 +116,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "ind
             print("\ncontextd is ready. Try:\n\n" + curl_example(host, port, api_key) + "\n",
                   flush=True)
 
-    threads = int(os.environ.get("CONTEXTD_HTTP_THREADS") or DEFAULT_WORKER_THREADS)
-    app = create_app(engine, api_key=api_key, on_ready=on_ready, worker_threads=threads)
+    app = create_app(engine, api_key=api_key, on_ready=on_ready,
+                     worker_threads=settings.http_threads,
+                     max_body_bytes=settings.max_body_bytes)
     # One worker process: the model and indexes live in this process; concurrency comes from
     # the app's thread pool and the query micro-batcher.
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

@@ -58,10 +58,8 @@ from contextd.models import (
 log = logging.getLogger("contextd.server")
 T = TypeVar("T")
 
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024  # a full batch of 1,000 documents of ~8 KB each
 # Threads that may run Engine calls at once: enough to keep 2 cores busy while others wait
 # on SQLite or share a micro-batch; benchmarks/results/http.md has the measurements.
-DEFAULT_WORKER_THREADS = 8
 # How long shutdown waits for running Engine calls (a large upsert on a busy machine) before
 # closing the engine anyway.
 SHUTDOWN_WAIT_S = 300.0
@@ -348,8 +346,8 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(engine: Engine | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               worker_threads: int = DEFAULT_WORKER_THREADS, api_key: str | None = None,
+def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = None,
+               worker_threads: int | None = None, api_key: str | None = None,
                on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
     """The contextd HTTP app over `engine` (default: `Engine()` from CONTEXTD_* variables).
 
@@ -361,6 +359,10 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int = DEFAULT_MA
         >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
     """
     engine = engine if engine is not None else Engine()
+    # Unset arguments come from the engine's settings (CONTEXTD_* variables).
+    max_body_bytes = max_body_bytes or engine.settings.max_body_bytes
+    worker_threads = worker_threads or engine.settings.http_threads
+    api_key = api_key or engine.settings.api_key
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Settings(BaseModel):
@@ -68,6 +68,12 @@ class Settings(BaseModel):
                                  "micro-batching.")
     batch_max: int = Field(32, ge=1, le=1024, description="Most query embeddings in one "
                            "micro-batch.")
+    api_key: str | None = Field(None, description="When set, the HTTP API's /v1 routes "
+                                "require `Authorization: Bearer <api_key>`.")
+    http_threads: int = Field(8, ge=1, le=256, description="Engine calls the HTTP server runs "
+                              "at once, off the event loop.")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest HTTP request "
+                                "body; larger ones get 413 before they are read whole.")
     summariser_url: str | None = Field(None, description="Base URL of an OpenAI-compatible "
                                        "API for LLM summaries; unset uses the extractive "
                                        "summariser only.")
@@ -78,6 +84,11 @@ class Settings(BaseModel):
                                         "call.")
     summariser_retries: int = Field(2, ge=0, le=10, description="Retries of a failed "
                                     "summariser call before falling back to extractive.")
+
+    @field_validator("api_key", "summariser_url", "summariser_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

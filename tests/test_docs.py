@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contextd.models import AssembleRequest, AssembleResponse, Dropped, UsedDocument, Usage
+from contextd.models import AssembleRequest, AssembleResponse, Dropped, Usage, UsedDocument
 from contextd.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
