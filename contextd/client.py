@@ -9,9 +9,10 @@ every answer; the two subclasses only send (model: httpx `_client.py`). Swapping
     ...     client.upsert_documents([{"id": "faq", "text": "contextd packs prompts."}])
     ...     client.assemble(query="What does contextd do?", max_tokens=1000).usage.total
 
-Problem-details answers raise the matching `contextd.errors` exception. Connection failures
-and 503s are retried with capped, jittered exponential backoff; other failures after the
-request may have reached the server are retried only for idempotent calls.
+Problem-details answers raise the matching `contextd.errors` exception (read back by
+`contextd.remote_errors`). Connection failures and 503s are retried with capped, jittered
+exponential backoff; other failures after the request may have reached the server are retried
+only for idempotent calls.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from contextd import errors
-from contextd.errors import ContextdError
 from contextd.models import (
     AppendResult,
     AssembleRequest,
@@ -43,57 +42,11 @@ from contextd.models import (
     StoredDocument,
     UpsertResult,
 )
+from contextd.remote_errors import ProblemError as ProblemError  # re-exported: part of the API
+from contextd.remote_errors import error_from_response
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 _NAMESPACES = TypeAdapter(list[NamespaceInfo])
-
-
-class ProblemError(ContextdError):
-    """A problem-details answer with no matching typed error (e.g. 401 or 500)."""
-
-    def __init__(self, status: int, type_: str, title: str, detail: str, **extra: Any) -> None:
-        super().__init__(detail, **extra)
-        self.status = status  # type: ignore[misc]
-        self.title = title  # type: ignore[misc]
-        self.type_slug = type_.rsplit("/", 1)[-1]  # type: ignore[misc]
-
-
-def _error_classes(base: type[ContextdError] = ContextdError) -> dict[str, type[ContextdError]]:
-    found: dict[str, type[ContextdError]] = {}
-    for cls in base.__subclasses__():
-        if cls.__module__ == errors.__name__:
-            found[cls.type_slug] = cls
-        found.update(_error_classes(cls))
-    return found
-
-
-_BY_SLUG = _error_classes()
-_BY_STATUS: dict[int, type[ContextdError]] = {
-    404: errors.NotFound, 409: errors.Conflict, 422: errors.InvalidRequest,
-    503: errors.Unavailable}
-
-
-def error_from_response(response: httpx.Response) -> ContextdError:
-    """The typed exception for an error answer: by problem `type` slug, then by status.
-
-        >>> error_from_response(httpx.Response(404, json={"type": "x/session-not-found",
-        ...     "title": "t", "status": 404, "detail": "d"})).__class__.__name__
-        'SessionNotFound'
-    """
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        body = {"detail": response.text[:500] or response.reason_phrase}
-    detail = str(body.get("detail") or response.reason_phrase)
-    extra = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail")}
-    type_ = str(body.get("type") or "about:blank")
-    cls = _BY_SLUG.get(type_.rsplit("/", 1)[-1]) or _BY_STATUS.get(response.status_code)
-    if cls is not None and cls.status == response.status_code:
-        return cls(detail, **extra)
-    return ProblemError(response.status_code, type_, str(body.get("title") or ""), detail,
-                        **extra)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Engine calls block (model, SQLite, FAISS), so they run on worker threads bounded by a
 capacity limiter; the event loop only parses, routes and serialises. Every error is an RFC 9457
-problem-details body (application/problem+json); the pure ASGI layers live in `contextd.asgi`.
+problem-details body (application/problem+json), mapped in `contextd.problems`; the pure ASGI
+layers live in `contextd.asgi`.
 
     $ uvicorn contextd.server:create_app --factory     # engine from CONTEXTD_* variables
     >>> app = create_app(Engine("indexes"))  # doctest: +SKIP
@@ -20,22 +21,12 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from contextd.asgi import (
-    PROBLEM_MEDIA_TYPE,
-    BodyLimit,
-    RequestContext,
-    note_problem,
-    problem_body,
-    request_id,
-)
+from contextd.asgi import BodyLimit, RequestContext
 from contextd.engine import Engine
-from contextd.errors import ContextdError, Unavailable
+from contextd.errors import Unavailable
 from contextd.metrics import CONTENT_TYPE, ServiceMetrics
 from contextd.models import (
     ID_PATTERN,
@@ -54,6 +45,7 @@ from contextd.models import (
     UpsertRequest,
     UpsertResult,
 )
+from contextd.problems import add_problem_handlers, problem_responses
 
 log = logging.getLogger("contextd.server")
 T = TypeVar("T")
@@ -71,29 +63,8 @@ NamespaceQuery = Annotated[str, Query(pattern=NAMESPACE_PATTERN,
                                       description="Namespace holding the session.")]
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details; `errors` lists each invalid field on a 422."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[dict[str, Any]] | None = None
-    request_id: str | None = None
-
-
 class Status(BaseModel):
     status: str
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    text = {401: "Missing or wrong API key.", 404: "No such namespace, document or session.",
-            409: "A turn with this id is already in the session.",
-            413: "Request body over the size limit.", 422: "Invalid request; `errors` says "
-            "which fields.", 500: "Unexpected failure; quote `request_id`.",
-            503: "Not ready or shutting down; retry."}
-    return {s: {"model": Problem, "description": text[s]} for s in statuses}
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -162,11 +133,11 @@ EngineDep = Annotated[Engine, Depends(_engine)]
 # --------------------------------------------------------------------------- routes
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)],
-               responses=_problems(401, 422, 500, 503))
+               responses=problem_responses(401, 422, 500, 503))
 
 
 @v1.post("/assemble", response_model=AssembleResponse, tags=["assemble"],
-         responses=_problems(404, 409))
+         responses=problem_responses(404, 409))
 async def assemble(body: AssembleRequest, request: Request, engine: EngineDep) -> Response:
     """Assemble chat messages for a query within a token budget."""
     response = await run_engine(request, engine.assemble, body)
@@ -175,7 +146,7 @@ async def assemble(body: AssembleRequest, request: Request, engine: EngineDep) -
 
 
 @v1.post("/namespaces/{namespace}/documents", response_model=UpsertResult, tags=["documents"],
-         responses=_problems(413))
+         responses=problem_responses(413))
 async def upsert_documents(namespace: NamespacePath, body: UpsertRequest, request: Request,
                            engine: EngineDep) -> Response:
     """Add or replace up to 1,000 documents; the namespace is created on first use."""
@@ -185,7 +156,7 @@ async def upsert_documents(namespace: NamespacePath, body: UpsertRequest, reques
 
 
 @v1.get("/namespaces/{namespace}/documents/{doc_id:path}", response_model=StoredDocument,
-        tags=["documents"], responses=_problems(404))
+        tags=["documents"], responses=problem_responses(404))
 async def get_document(namespace: NamespacePath, doc_id: DocumentPath, request: Request,
                        engine: EngineDep) -> Response:
     """A stored document with its metadata and chunk count."""
@@ -193,7 +164,7 @@ async def get_document(namespace: NamespacePath, doc_id: DocumentPath, request: 
 
 
 @v1.delete("/namespaces/{namespace}/documents/{doc_id:path}", response_model=DeleteResult,
-           tags=["documents"], responses=_problems(404))
+           tags=["documents"], responses=problem_responses(404))
 async def delete_document(namespace: NamespacePath, doc_id: DocumentPath, request: Request,
                           engine: EngineDep) -> Response:
     """Remove a document and its chunks from every index."""
@@ -208,7 +179,7 @@ async def list_namespaces(request: Request, engine: EngineDep) -> Response:
 
 
 @v1.delete("/namespaces/{namespace}", status_code=204, response_class=Response,
-           tags=["namespaces"], responses=_problems(404))
+           tags=["namespaces"], responses=problem_responses(404))
 async def delete_namespace(namespace: NamespacePath, request: Request,
                            engine: EngineDep) -> Response:
     """Delete a namespace with all its documents and sessions."""
@@ -217,7 +188,7 @@ async def delete_namespace(namespace: NamespacePath, request: Request,
 
 
 @v1.post("/namespaces/{namespace}/search", response_model=SearchResponse, tags=["search"],
-         responses=_problems(404))
+         responses=problem_responses(404))
 async def search(namespace: NamespacePath, body: SearchRequest, request: Request,
                  engine: EngineDep) -> Response:
     """Retrieval and ranking only, with scores."""
@@ -227,7 +198,7 @@ async def search(namespace: NamespacePath, body: SearchRequest, request: Request
 
 
 @v1.post("/sessions/{session_id}/messages", response_model=AppendResult, tags=["sessions"],
-         responses=_problems(409, 413))
+         responses=problem_responses(409, 413))
 async def append_messages(session_id: SessionPath, body: AppendRequest, request: Request,
                           engine: EngineDep, namespace: NamespaceQuery = "default") -> Response:
     """Append turns to a session, creating it (and its namespace) on first use."""
@@ -236,7 +207,7 @@ async def append_messages(session_id: SessionPath, body: AppendRequest, request:
 
 
 @v1.get("/sessions/{session_id}", response_model=SessionInfo, tags=["sessions"],
-        responses=_problems(404))
+        responses=problem_responses(404))
 async def get_session(session_id: SessionPath, request: Request, engine: EngineDep,
                       namespace: NamespaceQuery = "default") -> Response:
     """A session's turns, running summary and token counts."""
@@ -244,7 +215,7 @@ async def get_session(session_id: SessionPath, request: Request, engine: EngineD
 
 
 @v1.delete("/sessions/{session_id}", status_code=204, response_class=Response,
-           tags=["sessions"], responses=_problems(404))
+           tags=["sessions"], responses=problem_responses(404))
 async def delete_session(session_id: SessionPath, request: Request, engine: EngineDep,
                          namespace: NamespaceQuery = "default") -> Response:
     """Delete a session and its turns."""
@@ -261,7 +232,7 @@ async def healthz() -> Status:
     return Status(status="ok")
 
 
-@ops.get("/readyz", response_model=Status, responses=_problems(503))
+@ops.get("/readyz", response_model=Status, responses=problem_responses(503))
 async def readyz(request: Request) -> Status:
     """Model, tokenizer and indexes are loaded and warm; 503 until then."""
     state = request.app.state
@@ -278,69 +249,6 @@ async def readyz(request: Request) -> Status:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this process."""
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _problem_response(request: Request, body: dict[str, Any],
-                      headers: dict[str, str] | None = None) -> JSONResponse:
-    note_problem(request.scope, body["type"].rsplit("/", 1)[-1])
-    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE,
-                        headers=headers)
-
-
-async def _on_contextd_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ContextdError)
-    body = exc.problem()
-    if exc.status >= 500 and exc.status != 503:
-        rid = request_id(request.scope)
-        log.error("engine error in %s %s (request_id=%s)", request.method, request.url.path,
-                  rid, exc_info=exc)
-        body["request_id"] = rid
-    headers = {"Retry-After": "1"} if exc.status == 503 else None
-    return _problem_response(request, body, headers)
-
-
-async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-               "type": str(e.get("type", ""))} for e in exc.errors()]
-    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
-    return _problem_response(request, problem_body(422, "invalid-request", "Invalid request",
-                                                   detail, errors=errors))
-
-
-_HTTP_PROBLEMS = {401: ("unauthorized", "Unauthorized"), 404: ("not-found", "Not found"),
-                  405: ("method-not-allowed", "Method not allowed"),
-                  413: ("request-too-large", "Request too large")}
-
-
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    slug, title = _HTTP_PROBLEMS.get(exc.status_code, ("http-error", "HTTP error"))
-    detail = exc.detail if exc.status_code != 404 else (
-        f"no route for {request.method} {request.url.path}; see /docs")
-    return _problem_response(request, problem_body(exc.status_code, slug, title, str(detail)),
-                             dict(exc.headers or {}))
-
-
-def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
-            # Error bodies are problem details, so say so in their media type.
-            for path in schema.get("paths", {}).values():
-                for operation in path.values():
-                    for status, response in operation.get("responses", {}).items():
-                        content = response.get("content", {})
-                        if status[0] in "45" and "application/json" in content:
-                            content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return openapi
 
 
 # --------------------------------------------------------------------------- the app
@@ -394,13 +302,10 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     app.state.warm_error = None
     app.include_router(v1)
     app.include_router(ops)
-    app.add_exception_handler(ContextdError, _on_contextd_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(HTTPException, _on_http_error)
+    add_problem_handlers(app)
     # Added last, so outermost: every response, 413s included, gets an id and a latency.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
-    app.openapi = _problem_openapi(app)  # type: ignore[method-assign]
     return app
 
 

@@ -1,0 +1,69 @@
+"""Problem-details answers read back as the typed `contextd.errors` exceptions.
+
+The server answers every error with an RFC 9457 body; a client turns it back into the
+exception the `Engine` would have raised in-process, so calling code catches the same
+`SessionNotFound` over HTTP as it does locally. Statuses with no typed error (401, 500, a
+proxy's 502) become `ProblemError`.
+
+    >>> try:  # doctest: +SKIP
+    ...     client.get_session("gone")
+    ... except SessionNotFound:
+    ...     pass
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from contextd import errors
+from contextd.errors import ContextdError
+
+
+class ProblemError(ContextdError):
+    """A problem-details answer with no matching typed error (e.g. 401 or 500)."""
+
+    def __init__(self, status: int, type_: str, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.status = status  # type: ignore[misc]
+        self.title = title  # type: ignore[misc]
+        self.type_slug = type_.rsplit("/", 1)[-1]  # type: ignore[misc]
+
+
+def _error_classes(base: type[ContextdError] = ContextdError) -> dict[str, type[ContextdError]]:
+    found: dict[str, type[ContextdError]] = {}
+    for cls in base.__subclasses__():
+        if cls.__module__ == errors.__name__:
+            found[cls.type_slug] = cls
+        found.update(_error_classes(cls))
+    return found
+
+
+_BY_SLUG = _error_classes()
+_BY_STATUS: dict[int, type[ContextdError]] = {
+    404: errors.NotFound, 409: errors.Conflict, 422: errors.InvalidRequest,
+    503: errors.Unavailable}
+
+
+def error_from_response(response: httpx.Response) -> ContextdError:
+    """The typed exception for an error answer: by problem `type` slug, then by status.
+
+        >>> error_from_response(httpx.Response(404, json={"type": "x/session-not-found",
+        ...     "title": "t", "status": 404, "detail": "d"})).__class__.__name__
+        'SessionNotFound'
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {"detail": response.text[:500] or response.reason_phrase}
+    detail = str(body.get("detail") or response.reason_phrase)
+    extra = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail")}
+    type_ = str(body.get("type") or "about:blank")
+    cls = _BY_SLUG.get(type_.rsplit("/", 1)[-1]) or _BY_STATUS.get(response.status_code)
+    if cls is not None and cls.status == response.status_code:
+        return cls(detail, **extra)
+    return ProblemError(response.status_code, type_, str(body.get("title") or ""), detail,
+                        **extra)
