@@ -99,7 +99,8 @@ class Engine:
             dense_weight=settings.dense_weight, lexical_weight=settings.lexical_weight,
             title_weight=settings.title_weight)
         self.ranker = MMRRanker(lambda_=settings.mmr_lambda,
-                                duplicate_threshold=settings.duplicate_threshold)
+                                duplicate_threshold=settings.duplicate_threshold,
+                                redundancy_floor=settings.redundancy_floor)
         self.memory = ConversationMemory(
             summariser or ExtractiveSummariser(), TurnRecaller(),
             WindowShares(settings.summary_share, settings.recall_share,

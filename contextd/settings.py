@@ -45,6 +45,9 @@ class Settings(BaseModel):
                                 "relative to the text column.")
     mmr_lambda: float = Field(0.85, ge=0, le=1, description="MMR trade-off: 1 ranks by "
                               "relevance alone, lower values favour diversity.")
+    redundancy_floor: float = Field(0.8, ge=0, lt=1, description="Cosine similarity from "
+                                    "which MMR counts two chunks as redundant; related chunks "
+                                    "below it are not pushed down.")
     duplicate_threshold: float = Field(0.97, gt=0, le=1.0001, description="Cosine similarity "
                                        "above which a chunk counts as a near-duplicate of one "
                                        "already chosen.")

@@ -33,6 +33,7 @@ class Ranker(Protocol):
 class MMRRanker:
     lambda_: float = 0.85
     duplicate_threshold: float = 0.97
+    redundancy_floor: float = 0.8
     pool: int = 50
 
     def pool_size(self, top_k: int) -> int:
@@ -46,7 +47,11 @@ class MMRRanker:
             return [], []
         pool = candidates[: self.pool_size(top_k)]
         vectors = np.vstack([c.chunk.embedding for c in pool])
-        similarity = vectors @ vectors.T
+        cosine = vectors @ vectors.T
+        # Only redundancy costs: relevant chunks on one topic are alike, and that is no reason
+        # to push them down. Similarity counts from `redundancy_floor` up, rescaled to [0, 1].
+        similarity = np.clip((cosine - self.redundancy_floor) / (1 - self.redundancy_floor),
+                             0.0, 1.0)
         scores = np.array([c.score for c in pool], dtype=np.float64)
         # Rescale fused scores to [0, 1] so lambda trades off like with like.
         span = scores.max() - scores.min()
@@ -55,7 +60,8 @@ class MMRRanker:
         picked: list[int] = []
         duplicates: list[int] = []
         open_ = np.ones(len(pool), dtype=bool)
-        max_sim = np.full(len(pool), -1.0)
+        max_sim = np.zeros(len(pool))
+        max_cos = np.full(len(pool), -1.0)
         while open_.any() and len(picked) < top_k:
             if picked:
                 mmr = self.lambda_ * relevance - (1 - self.lambda_) * max_sim
@@ -63,9 +69,10 @@ class MMRRanker:
             else:
                 choice = 0  # candidates arrive best first
             open_[choice] = False
-            if picked and max_sim[choice] >= self.duplicate_threshold:
+            if picked and max_cos[choice] >= self.duplicate_threshold:
                 duplicates.append(choice)
                 continue
             picked.append(choice)
             np.maximum(max_sim, similarity[choice], out=max_sim)
+            np.maximum(max_cos, cosine[choice], out=max_cos)
         return [pool[i] for i in picked], [pool[i] for i in duplicates]

@@ -35,10 +35,32 @@ class Retriever(Protocol):
     ) -> list[Candidate]: ...
 
 
+def fuse_by_document(
+    rankings: list[list[int]], weights: list[float], document_of: dict[int, str], k: float
+) -> list[tuple[int, float]]:
+    """RRF over documents, then chunks within each document.
+
+    A document's rank in a list is its place among distinct documents, so a document matching
+    with several chunks does not push other documents down a list. Each chunk scores its
+    document's fused score plus a small share of its own chunk-level score, which only orders
+    chunks of the same document.
+
+        >>> fuse_by_document([[1, 2, 3]], [1.0], {1: "a", 2: "a", 3: "b"}, 60)[0][0]
+        1
+    """
+    documents = [list(dict.fromkeys(document_of[c] for c in r if c in document_of))
+                 for r in rankings]
+    document_score = dict(fuse_rrf(documents, k=k, weights=weights))
+    chunk_score = dict(fuse_rrf(rankings, k=k, weights=weights))
+    scored = [(cid, document_score[document_of[cid]] + 1e-6 * score)
+              for cid, score in chunk_score.items() if cid in document_of]
+    return sorted(scored, key=lambda item: (-item[1], item[0]))
+
+
 @dataclass
 class HybridRetriever:
-    """Fuses dense and lexical rankings of `depth` candidates each with weighted RRF and
-    returns the best `k` fused candidates."""
+    """Fuses dense and lexical rankings of `depth` candidates each with weighted RRF (by
+    document, see `fuse_by_document`) and returns the best `k` fused candidates."""
 
     depth: int = 100
     rrf_k: float = 60.0
@@ -64,8 +86,9 @@ class HybridRetriever:
                 fts_query(query), depth, filters, title_weight=self.title_weight)]
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
+        fused = fuse_by_document(rankings, weights, ns.store.chunk_documents(
+            {cid for ranking in rankings for cid in ranking}), self.rrf_k)[:k]
         # Only the best `k` fused candidates are read back: rows carry text and vectors.
-        fused = fuse_rrf(rankings, k=self.rrf_k, weights=weights)[:k]
         rows = ns.store.chunks([cid for cid, _ in fused])
         dense_rank = {cid: r for r, cid in enumerate(dense, start=1)}
         lexical_rank = {cid: r for r, cid in enumerate(lexical, start=1)}

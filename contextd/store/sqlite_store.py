@@ -225,6 +225,18 @@ class SqliteStore:
                                        json.loads(row[6]), blob_vector(row[7]))
         return out
 
+    def chunk_documents(self, ids: set[int] | Sequence[int]) -> dict[int, str]:
+        """Document id of each chunk id that still exists."""
+        out: dict[int, str] = {}
+        ids = list(ids)
+        conn = self.reader()
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            out.update(conn.execute(
+                f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", part).fetchall())
+        return out
+
     def filtered_chunk_ids(self, filters: dict[str, Any]) -> np.ndarray:
         sql, params = compile_filter(filters)
         rows = self.reader().execute(
