@@ -42,6 +42,7 @@ from contextd.models import (
     UpsertResult,
 )
 from contextd.namespaces import NamespaceRegistry
+from contextd.native_threads import limit_native_threads
 from contextd.pipeline import AssemblePipeline
 from contextd.protocols import Embedder, Summariser
 from contextd.retrieval.ranker import MMRRanker
@@ -88,6 +89,7 @@ class Engine:
         embedder: Embedder | None = None,
         summariser: Summariser | None = None,
     ) -> None:
+        limit_native_threads()
         settings = settings or Settings.from_env()
         if data_dir is not None:
             settings = settings.model_copy(update={"data_dir": Path(data_dir)})

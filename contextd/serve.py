@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 from pathlib import Path
-from typing import Any
 
 from contextd.engine import Engine
 from contextd.settings import Settings
@@ -65,27 +63,6 @@ def curl_example(host: str, port: int, api_key: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def limit_native_threads() -> Any:
-    """Keep the native thread pools of one server process from fighting over the cores.
-
-    The process holds two OpenMP runtimes (PyTorch's and FAISS's) and two OpenBLAS builds
-    (NumPy's and FAISS's), each sized to every core and busy-waiting between calls by
-    default. Concurrency comes from requests here, so BLAS runs single-threaded and idle
-    OpenMP threads sleep instead of spinning; on 2 cores this took a 1-client /v1/assemble
-    from ~600 ms to ~90 ms p50 (benchmarks/results/http.md). Runtimes read these variables
-    when they load, so call this before the first embedding or search.
-
-        >>> limiter = limit_native_threads()
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from threadpoolctl import threadpool_limits
-
-    # NumPy's OpenBLAS is loaded already (contextd imports numpy), so limit it in place too;
-    # the returned limiter can restore the previous limits (tests do).
-    return threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
-
-
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "indexes",
           sample: bool = False, *, log_level: str = "info") -> None:
     """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
@@ -102,7 +79,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "ind
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    limit_native_threads()
     settings = Settings.from_env(data_dir=Path(data_dir))
     api_key = settings.api_key
     engine = Engine(settings=settings)

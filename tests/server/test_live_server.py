@@ -107,7 +107,7 @@ def test_serve_persist_and_restart(tmp_path: Path) -> None:
 def test_serve_limits_native_thread_pools(monkeypatch: pytest.MonkeyPatch) -> None:
     from threadpoolctl import threadpool_info
 
-    from contextd.serve import limit_native_threads
+    from contextd.native_threads import limit_native_threads
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
