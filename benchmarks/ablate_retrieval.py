@@ -40,6 +40,9 @@ VARIANTS: dict[str, dict] = {
     "lexical weight 1.5": {"retriever": {"lexical_weight": 1.5}},
     "title weight 2 (bm25)": {"retriever": {"title_weight": 2.0}},
     "depth 200": {"retriever": {"depth": 200}},
+    "drop terms in > 10% of chunks": {"retriever": {"common_term_share": 0.1}},
+    "lexical, drop terms in > 10%": {"mode": "lexical", "retriever": {"common_term_share": 0.1}},
+    "drop terms in > 20% of chunks": {"retriever": {"common_term_share": 0.2}},
 }
 
 

@@ -99,7 +99,8 @@ class Engine:
         self.retriever = HybridRetriever(
             depth=settings.retrieval_depth, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, lexical_weight=settings.lexical_weight,
-            title_weight=settings.title_weight)
+            title_weight=settings.title_weight,
+            common_term_share=settings.common_term_share)
         self.ranker = MMRRanker(lambda_=settings.mmr_lambda,
                                 duplicate_threshold=settings.duplicate_threshold,
                                 redundancy_floor=settings.redundancy_floor)

@@ -43,6 +43,10 @@ class Settings(BaseModel):
                                   "fusion.")
     title_weight: float = Field(1.0, ge=0, description="bm25 weight of the title column "
                                 "relative to the text column.")
+    common_term_share: float = Field(0.2, gt=0, le=1, description="Lexical search leaves out "
+                                     "query terms found in more than this share of a "
+                                     "namespace's chunks (from 2,000 chunks up): little bm25 "
+                                     "weight, most of the search time. 1 keeps every term.")
     mmr_lambda: float = Field(0.85, ge=0, le=1, description="MMR trade-off: 1 ranks by "
                               "relevance alone, lower values favour diversity.")
     redundancy_floor: float = Field(0.8, ge=0, lt=1, description="Cosine similarity from "

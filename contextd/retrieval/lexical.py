@@ -43,6 +43,6 @@ def query_terms(text: str) -> list[str]:
     return words[:MAX_TERMS]
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression: any of the query's terms, each quoted."""
-    return " OR ".join(f'"{term}"' for term in query_terms(text))
+def fts_query(text: str, terms: list[str] | None = None) -> str:
+    """An FTS5 MATCH expression: any of the query's terms (or `terms`), each quoted."""
+    return " OR ".join(f'"{term}"' for term in (terms or query_terms(text)))

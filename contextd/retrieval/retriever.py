@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from contextd.retrieval.fusion import fuse_rrf
-from contextd.retrieval.lexical import fts_query
+from contextd.retrieval.lexical import fts_query, query_terms
 from contextd.store.namespace import NamespaceData
 from contextd.store.sqlite_store import ChunkRow
 
@@ -67,6 +67,8 @@ class HybridRetriever:
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     title_weight: float = 1.0
+    common_term_share: float = 0.2
+    common_term_min_chunks: int = 2_000
 
     def retrieve(
         self, ns: NamespaceData, query_vector: np.ndarray | None, query: str, k: int,
@@ -83,7 +85,8 @@ class HybridRetriever:
         lexical: list[int] = []
         if mode in ("hybrid", "lexical"):
             lexical = [cid for cid, _ in ns.store.lexical_search(
-                fts_query(query), depth, filters, title_weight=self.title_weight)]
+                fts_query(query, self._distinctive_terms(ns, query)), depth, filters,
+                title_weight=self.title_weight)]
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
         fused = fuse_by_document(rankings, weights, ns.store.chunk_documents(
@@ -97,3 +100,19 @@ class HybridRetriever:
             for cid, score in fused
             if cid in rows  # a chunk deleted between the searches and this read
         ]
+
+    def _distinctive_terms(self, ns: NamespaceData, query: str) -> list[str]:
+        """Query terms without those found in more than `common_term_share` of the chunks.
+
+        Such terms have little bm25 weight but long posting lists: scoring every chunk that
+        matches them is most of a lexical search's time on a large namespace.
+        """
+        terms = query_terms(query)
+        if self.common_term_share >= 1.0:
+            return terms
+        total = ns.store.chunk_count()
+        if total < self.common_term_min_chunks:
+            return terms
+        limit = self.common_term_share * total
+        kept = [t for t in terms if ns.store.term_documents(t) <= limit]
+        return kept or terms

@@ -82,6 +82,8 @@ class SqliteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._term_counts: dict[str, int] = {}
+        self._chunk_count: int | None = None
 
     # ----------------------------------------------------------------- connections
 
@@ -172,6 +174,7 @@ class SqliteStore:
                     added.append(int(cur.lastrowid or 0))
                     vectors.append(chunk.embedding)
             seq = self._last_seq(tx)
+        self._forget_counts()
         matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
         return WriteResult(removed, added, matrix, seq)
 
@@ -184,6 +187,7 @@ class SqliteStore:
                                                 (doc_id,))]
             tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             tx.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            self._forget_counts()
             return removed, self._last_seq(tx)
 
     def get_document(self, doc_id: str) -> dict[str, Any] | None:
@@ -243,6 +247,28 @@ class SqliteStore:
             f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {sql}", params
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def term_documents(self, term: str) -> int:
+        """How many chunks contain `term` (after stemming); cached until the next write."""
+        count = self._term_counts.get(term)
+        if count is None:
+            count = self.reader().execute(
+                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
+            ).fetchone()[0]
+            if len(self._term_counts) > 100_000:
+                self._term_counts.clear()
+            self._term_counts[term] = count
+        return int(count)
+
+    def chunk_count(self) -> int:
+        if self._chunk_count is None:
+            self._chunk_count = int(
+                self.reader().execute("SELECT count(*) FROM chunks").fetchone()[0])
+        return self._chunk_count
+
+    def _forget_counts(self) -> None:
+        self._term_counts = {}
+        self._chunk_count = None
 
     def lexical_search(
         self, match: str, k: int, filters: dict[str, Any] | None = None,

@@ -47,3 +47,23 @@ def test_mmr_diversifies_redundant_chunks_below_the_duplicate_threshold() -> Non
     ]
     ranked, _ = MMRRanker(lambda_=0.5).rank(candidates, top_k=3)
     assert [c.chunk.id for c in ranked] == [1, 3, 2]
+
+
+def test_common_terms_are_left_out_of_large_lexical_searches(make_engine) -> None:
+    from dataclasses import replace
+
+    engine = make_engine()
+    docs = [{"id": f"d{i}", "text": f"Common study report number {i}."} for i in range(30)]
+    docs.append({"id": "rare", "text": "A study of the axolotl regeneration."})
+    engine.upsert_documents(docs)
+    ns = engine.registry.get("default")
+    retriever = replace(engine.retriever, common_term_share=0.2, common_term_min_chunks=10)
+    # "study" is in every chunk: dropped; "axolotl" is rare: kept.
+    assert retriever._distinctive_terms(ns, "study axolotl") == ["axolotl"]
+    # When every term is common, all are kept rather than none.
+    assert retriever._distinctive_terms(ns, "common study") == ["common", "study"]
+    # Below the size threshold nothing is dropped.
+    small = replace(retriever, common_term_min_chunks=1000)
+    assert small._distinctive_terms(ns, "study axolotl") == ["study", "axolotl"]
+    hits = engine.search("study axolotl", mode="lexical").hits
+    assert hits[0].id == "rare"
