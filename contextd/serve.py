@@ -51,9 +51,9 @@ def curl_example(host: str, port: int, api_key: str | None = None) -> str:
         >>> print(curl_example("127.0.0.1", 8000).splitlines()[0])
         curl -s http://127.0.0.1:8000/v1/assemble \\
     """
-    body = {"query": "How does contextd rank retrieved chunks?", "max_tokens": 1000,
-            "session_id": "demo", "messages": [
-                {"role": "user", "content": "How does contextd rank retrieved chunks?"}]}
+    # The user's message is stored in the session and, with no `query`, is the query.
+    body = {"max_tokens": 1000, "session_id": "demo", "messages": [
+        {"role": "user", "content": "How does contextd rank retrieved chunks?"}]}
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     lines = [f"curl -s http://{shown_host}:{port}/v1/assemble \\",
              "  -H 'Content-Type: application/json' \\"]
