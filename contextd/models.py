@@ -346,20 +346,17 @@ DropReason = Literal[
     "over_budget",
     "history_share",
     "near_duplicate",
-    "summarised",
-    "tool_group_over_budget",
 ]
 
 
 class Dropped(BaseModel):
-    kind: Literal["document", "turn", "summary", "recalled_turn"] = Field(
+    kind: Literal["document", "turn", "summary"] = Field(
         description="What was dropped.")
     id: str = Field(description="Document id#chunk, turn id, or 'summary'.")
     reason: DropReason = Field(
         description="over_budget: did not fit the budget left; history_share: did not fit "
-        "history's share; near_duplicate: too similar to a chosen chunk; summarised: folded "
-        "into the summary; tool_group_over_budget: a tool call and its results did not fit "
-        "together.")
+        "history's share (a tool call and its results are dropped together); near_duplicate: "
+        "too similar to a chosen chunk.")
     tokens: int = Field(description="Tokens the item would have needed.")
 
 

@@ -45,7 +45,6 @@ class NamespaceData:
     settings: IndexSettings
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     unsaved: int = 0
-    rebuilt: bool = False
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,
@@ -64,7 +63,7 @@ class NamespaceData:
                 f"{model_id!r}: open it with the same model, or re-ingest into a new namespace"
             )
         index, rebuilt = _load_or_rebuild(store, path / SNAPSHOT_FILE, dim, settings)
-        ns = cls(name, path, store, SessionStore(store), index, settings, rebuilt=rebuilt)
+        ns = cls(name, path, store, SessionStore(store), index, settings)
         if rebuilt:
             ns.save_snapshot()
         return ns
