@@ -159,8 +159,8 @@ class AssemblePipeline:
             with timed(timings, "ranking"):
                 candidates, duplicates = self.ranker.rank(pool, req.top_k)
         with timed(timings, "packing"):
-            response = self._pack(req, budget, fixed, query_message, history, candidates,
-                                  duplicates, documents_budget, counter)
+            response = self._pack(req, budget, fixed, query_message, fixed_costs, history,
+                                  candidates, duplicates, documents_budget, counter)
         response.timings_ms = timings
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return response
@@ -181,8 +181,8 @@ class AssemblePipeline:
 
     def _pack(
         self, req: AssembleRequest, budget: Budget, fixed: list[dict], query_message: dict,
-        history: HistoryResult, candidates: list[Candidate], duplicates: list[Candidate],
-        documents_budget: int, counter: TiktokenCounter,
+        fixed_costs: list[int], history: HistoryResult, candidates: list[Candidate],
+        duplicates: list[Candidate], documents_budget: int, counter: TiktokenCounter,
     ) -> AssembleResponse:
         items = [
             BlockItem(key=f"{c.chunk.doc_id}#{c.chunk.ord}", text=c.chunk.text, rank=rank,
@@ -203,19 +203,22 @@ class AssemblePipeline:
             messages.append(documents_message)
         messages.append(query_message)
 
-        def content(message: dict | None) -> int:
-            if message is None:
-                return 0
-            return message_tokens(message, counter) - message_framing(message, counter)
+        # Every message's cost was counted exactly when it was built; only the framing (role,
+        # name marker) is separated out here, so no message is encoded again.
+        def content(messages: list[dict], tokens: int) -> int:
+            return tokens - sum(message_framing(m, counter) for m in messages)
 
+        summary = [history.summary_message] if history.summary_message else []
+        recalled = [history.recalled_message] if history.recalled_message else []
+        documents = [documents_message] if documents_message else []
         usage = Usage(
-            system=sum(content(m) for m in fixed),
-            summary=content(history.summary_message),
-            history=sum(content(m) for m in history.window_messages),
-            recalled=content(history.recalled_message),
-            documents=content(documents_message),
-            query=content(query_message),
-            total=REPLY_PRIMING + sum(message_tokens(m, counter) for m in messages),
+            system=content(fixed, sum(fixed_costs[:-1])),
+            summary=content(summary, history.summary_tokens),
+            history=content(history.window_messages, history.window_tokens),
+            recalled=content(recalled, history.recalled_tokens),
+            documents=content(documents, block.tokens),
+            query=content([query_message], fixed_costs[-1]),
+            total=REPLY_PRIMING + sum(fixed_costs) + history.tokens + block.tokens,
             budget=budget.tokens,
         )
         usage.overhead = usage.total - (usage.system + usage.summary + usage.history
