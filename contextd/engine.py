@@ -97,7 +97,7 @@ class Engine:
         self.embedder = embedder or default_embedder(settings)
         self.registry = NamespaceRegistry(settings, self.embedder)
         self.retriever = HybridRetriever(
-            depth=settings.retrieval_depth, rrf_k=settings.rrf_k,
+            depth=settings.retrieval_depth, fusion=settings.fusion, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, lexical_weight=settings.lexical_weight,
             title_weight=settings.title_weight,
             common_term_share=settings.common_term_share)

@@ -37,9 +37,14 @@ class Settings(BaseModel):
                                   "at ingestion.")
     retrieval_depth: int = Field(100, ge=1, le=10_000, description="Candidates taken from each "
                                  "of the dense and lexical searches before fusion.")
-    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    lexical_weight: float = Field(1.0, ge=0, description="Weight of the lexical ranking in "
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex", description="How dense and lexical document results are fused: 'convex' "
+        "averages their scores, each scaled by the best score of its list; 'rrf' uses "
+        "reciprocal rank fusion (ranks only).")
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant (fusion "
+                         "'rrf').")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense results in fusion.")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the lexical results in "
                                   "fusion.")
     title_weight: float = Field(1.0, ge=0, description="bm25 weight of the title column "
                                 "relative to the text column.")

@@ -1,4 +1,4 @@
-"""Hybrid retriever: dense (FAISS) and lexical (FTS5 bm25) candidates fused by RRF.
+"""Hybrid retriever: dense (FAISS) and lexical (FTS5 bm25) candidates fused by document.
 
 Metadata filters restrict both searches before their top-k cut, so a filter never yields
 fewer results than exist.
@@ -9,12 +9,13 @@ fewer results than exist.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from contextd.retrieval.fusion import fuse_rrf
+from contextd.retrieval.fusion import fuse_rrf, fuse_scores
 from contextd.retrieval.lexical import fts_query, query_terms
 from contextd.store.namespace import NamespaceData
 from contextd.store.sqlite_store import ChunkRow
@@ -35,34 +36,59 @@ class Retriever(Protocol):
     ) -> list[Candidate]: ...
 
 
+Fusion = Literal["convex", "rrf"]
+
+
 def fuse_by_document(
-    rankings: list[list[int]], weights: list[float], document_of: dict[int, str], k: float
+    rankings: list[list[tuple[int, float]]], weights: list[float], document_of: dict[int, str],
+    fusion: Fusion = "convex", k: float = 60.0,
 ) -> list[tuple[int, float]]:
-    """RRF over documents, then chunks within each document.
+    """Fuse (chunk id, score) rankings by document, then order chunks within each document.
 
-    A document's rank in a list is its place among distinct documents, so a document matching
-    with several chunks does not push other documents down a list. Each chunk scores its
-    document's fused score plus a small share of its own chunk-level score, which only orders
-    chunks of the same document.
+    A document's evidence in a list is its best chunk there: its score (convex fusion, see
+    `fuse_scores`) or its place among distinct documents (RRF, constant `k`), so a document
+    matching with several chunks does not push other documents down a list. Each chunk scores
+    its document's fused score plus a millionth of its own chunk-level fused score, which only
+    orders chunks of the same document.
 
-        >>> fuse_by_document([[1, 2, 3]], [1.0], {1: "a", 2: "a", 3: "b"}, 60)[0][0]
-        1
+        >>> fused = fuse_by_document([[(1, 0.9), (2, 0.8), (3, 0.1)]], [1.0],
+        ...                          {1: "a", 2: "a", 3: "b"})
+        >>> [(cid, round(score, 4)) for cid, score in fused]
+        [(1, 1.0), (2, 1.0), (3, 0.1111)]
     """
-    documents = [list(dict.fromkeys(document_of[c] for c in r if c in document_of))
-                 for r in rankings]
-    document_score = dict(fuse_rrf(documents, k=k, weights=weights))
-    chunk_score = dict(fuse_rrf(rankings, k=k, weights=weights))
-    scored = [(cid, document_score[document_of[cid]] + 1e-6 * score)
-              for cid, score in chunk_score.items() if cid in document_of]
-    return sorted(scored, key=lambda item: (-item[1], item[0]))
+    if fusion == "rrf":
+        ids = [[c for c, _ in ranking] for ranking in rankings]
+        documents = [list(dict.fromkeys(document_of[c] for c in r if c in document_of))
+                     for r in ids]
+        document_score = dict(fuse_rrf(documents, k=k, weights=weights))
+        chunk_score = dict(fuse_rrf(ids, k=k, weights=weights))
+    elif fusion == "convex":
+        best: list[dict[str, float]] = []
+        for ranking in rankings:
+            per_document: dict[str, float] = {}
+            for cid, score in ranking:
+                doc = document_of.get(cid)
+                if doc is not None and score > per_document.get(doc, -math.inf):
+                    per_document[doc] = score
+            best.append(per_document)
+        document_score = dict(fuse_scores(best, weights))
+        chunk_score = dict(fuse_scores([dict(r) for r in rankings], weights))
+    else:
+        raise ValueError(f"fusion must be 'convex' or 'rrf', got {fusion!r}")
+    ordered = sorted(
+        (cid for cid in chunk_score if cid in document_of),
+        key=lambda cid: (-document_score[document_of[cid]], -chunk_score[cid], cid))
+    return [(cid, document_score[document_of[cid]] + 1e-6 * chunk_score[cid]) for cid in ordered]
 
 
 @dataclass
 class HybridRetriever:
-    """Fuses dense and lexical rankings of `depth` candidates each with weighted RRF (by
-    document, see `fuse_by_document`) and returns the best `k` fused candidates."""
+    """Fuses dense and lexical rankings of `depth` candidates each by document (weighted convex
+    combination of scores, or RRF; see `fuse_by_document`) and returns the best `k` fused
+    candidates."""
 
     depth: int = 100
+    fusion: Fusion = "convex"
     rrf_k: float = 60.0
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
@@ -78,23 +104,23 @@ class HybridRetriever:
         allowed = ns.store.filtered_chunk_ids(filters) if filters else None
         if allowed is not None and len(allowed) == 0:
             return []
-        dense: list[int] = []
+        dense: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense") and query_vector is not None:
-            _, ids = ns.index.search(query_vector, depth, allowed=allowed)
-            dense = [int(i) for i in ids]
-        lexical: list[int] = []
+            scores, ids = ns.index.search(query_vector, depth, allowed=allowed)
+            dense = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+        lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "lexical"):
-            lexical = [cid for cid, _ in ns.store.lexical_search(
+            lexical = ns.store.lexical_search(
                 fts_query(query, self._distinctive_terms(ns, query)), depth, filters,
-                title_weight=self.title_weight)]
+                title_weight=self.title_weight)
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
-        fused = fuse_by_document(rankings, weights, ns.store.chunk_documents(
-            {cid for ranking in rankings for cid in ranking}), self.rrf_k)[:k]
+        document_of = ns.store.chunk_documents({cid for r in rankings for cid, _ in r})
+        fused = fuse_by_document(rankings, weights, document_of, self.fusion, self.rrf_k)[:k]
         # Only the best `k` fused candidates are read back: rows carry text and vectors.
         rows = ns.store.chunks([cid for cid, _ in fused])
-        dense_rank = {cid: r for r, cid in enumerate(dense, start=1)}
-        lexical_rank = {cid: r for r, cid in enumerate(lexical, start=1)}
+        dense_rank = {cid: r for r, (cid, _) in enumerate(dense, start=1)}
+        lexical_rank = {cid: r for r, (cid, _) in enumerate(lexical, start=1)}
         return [
             Candidate(rows[cid], score, dense_rank.get(cid), lexical_rank.get(cid))
             for cid, score in fused

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contextd import BudgetTooSmall
-from contextd.retrieval.fusion import fuse_rrf
+from contextd.retrieval.fusion import fuse_rrf, fuse_scores
 from contextd.tokens import count_messages, get_counter
 
 WORDS = ("alpha beta gamma delta <|endoftext|> vector search token budget 2024 Lisbon Ana "
@@ -74,3 +74,15 @@ def test_fusion_is_order_independent(rankings, rnd):
     shuffled = rankings[:]
     rnd.shuffle(shuffled)
     assert fuse_rrf(rankings) == fuse_rrf(shuffled)
+
+
+@given(st.lists(st.dictionaries(st.integers(0, 30), st.floats(-5, 50), max_size=20),
+                min_size=1, max_size=4),
+       st.randoms())
+def test_score_fusion_is_order_independent_and_bounded(scored, rnd):
+    shuffled = scored[:]
+    rnd.shuffle(shuffled)
+    fused = fuse_scores(scored)
+    assert [item for item, _ in fused] == [item for item, _ in fuse_scores(shuffled)]
+    assert {item for item, _ in fused} == {item for s in scored for item in s}
+    assert all(0.0 <= score <= 1.0 for _, score in fused)

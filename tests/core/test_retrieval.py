@@ -3,22 +3,57 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from contextd.retrieval.fusion import fuse_rrf, fuse_scores
 from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import Candidate, fuse_by_document
 from contextd.store.sqlite_store import ChunkRow
 
 
-def test_a_document_with_many_chunks_does_not_push_others_down() -> None:
+@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+def test_a_document_with_many_chunks_does_not_push_others_down(fusion) -> None:
     document_of = {1: "a", 2: "a", 3: "a", 4: "b", 5: "c"}
     # Dense ranks three chunks of "a" first; lexical ranks "b" first. By chunk, "b" would sit
     # at rank 4 in the dense list; by document it is second there, and wins overall.
-    fused = fuse_by_document([[1, 2, 3, 4, 5], [4, 1, 5]], [1.0, 1.0], document_of, 60)
+    dense = [(1, 0.9), (2, 0.85), (3, 0.8), (4, 0.75), (5, 0.3)]
+    lexical = [(4, 12.0), (1, 9.0), (5, 2.0)]
+    fused = fuse_by_document([dense, lexical], [1.0, 1.0], document_of, fusion)
     order = list(dict.fromkeys(document_of[c] for c, _ in fused))
     assert order[:2] in (["a", "b"], ["b", "a"])
     assert order[2] == "c"
     # Chunks of one document stay together, best chunk first.
     assert [c for c, _ in fused if document_of[c] == "a"] == [1, 2, 3]
+
+
+def test_score_fusion_by_hand() -> None:
+    dense = {"a": 4.0, "b": 2.0, "c": 1.0}
+    lexical = {"b": 10.0, "d": 5.0}
+    # Scaled by each list's best: a 1, b .5, c .25 | b 1, d .5; then the mean over both lists.
+    assert fuse_scores([dense, lexical]) == [("b", 0.75), ("a", 0.5), ("d", 0.25),
+                                             ("c", 0.125)]
+    # Weights are shares: 3 to 1 gives a .75, b .375 + .25.
+    assert fuse_scores([dense, lexical], [3.0, 1.0])[:2] == [("a", 0.75), ("b", 0.625)]
+    # A score below 0 counts as 0, and a list with no positive score adds nothing.
+    assert fuse_scores([{"x": -0.2, "y": 0.5}, {"x": -1.0}]) == [("y", 0.5), ("x", 0.0)]
+    with pytest.raises(ValueError, match="one weight per"):
+        fuse_scores([dense], [1.0, 1.0])
+
+
+def test_score_fusion_keeps_what_ranks_lose() -> None:
+    # x is far better than y in the dense list and slightly worse in the lexical list. Ranks
+    # alone make them tie; scores show x as the better hit.
+    dense, lexical = {"x": 0.9, "y": 0.2}, {"y": 10.0, "x": 9.5}
+    rrf = dict(fuse_rrf([list(dense), list(lexical)]))
+    assert rrf["x"] == rrf["y"]
+    convex = fuse_scores([dense, lexical])
+    assert convex[0][0] == "x" and convex[0][1] == pytest.approx(0.975)
+    assert convex[1][1] == pytest.approx((0.2 / 0.9 + 1.0) / 2)
+
+
+def test_unknown_fusion_is_an_error() -> None:
+    with pytest.raises(ValueError, match="convex' or 'rrf"):
+        fuse_by_document([[(1, 1.0)]], [1.0], {1: "a"}, "max")  # type: ignore[arg-type]
 
 
 def _candidate(cid: int, vector: list[float], score: float) -> Candidate:
