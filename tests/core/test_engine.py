@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from contextd import (
@@ -15,6 +16,8 @@ from contextd import (
     NamespaceNotFound,
     SessionNotFound,
 )
+from contextd.embedding import HashEmbedder
+from contextd.store.embedding_cache import EmbeddingCache
 from contextd.tokens import count_messages, get_counter
 
 DOCS = [
@@ -215,3 +218,28 @@ def test_shutil_removed_namespace_dir_is_unknown(make_engine, tmp_path) -> None:
     shutil.rmtree(tmp_path / "d" / "namespaces" / "gone")
     with pytest.raises(NamespaceNotFound):
         make_engine(tmp_path / "d").search("x", namespace="gone")
+
+
+class _RecordingEmbedder(HashEmbedder):
+    def __init__(self) -> None:
+        super().__init__(dim=32)
+        self.batches: list[list[str]] = []
+
+    def embed(self, texts):
+        self.batches.append(list(texts))
+        return super().embed(texts)
+
+
+def test_embedding_cache_batches_similar_lengths_and_keeps_input_order(tmp_path) -> None:
+    cache = EmbeddingCache(tmp_path / "cache.sqlite3")
+    texts = [" ".join(["word"] * n) + f" {n}" for n in (3, 40, 7, 25, 1, 33, 12)]
+    texts.append(texts[0])  # a repeat is embedded once
+    embedder = _RecordingEmbedder()
+    vectors, embedded, cached = cache.embed(embedder, texts, batch_size=3)
+    assert (embedded, cached) == (7, 1)
+    sizes = [len(t) for batch in embedder.batches for t in batch]
+    assert sizes == sorted(sizes, reverse=True)  # batches hold neighbours in length
+    assert [len(b) for b in embedder.batches] == [3, 3, 1]
+    # Row i is the vector of texts[i], whatever order the batches ran in.
+    np.testing.assert_allclose(vectors, HashEmbedder(dim=32).embed(texts), rtol=1e-6)
+    cache.close()
