@@ -2,6 +2,8 @@
 
 For every option it embeds the corpus (title + "\\n" + text, as ingestion would), reports docs/s,
 the one-time export cost, and dense-only nDCG@10 (brute-force cosine) against the test qrels.
+It also counts the model's floating-point work for those texts and measures this machine's
+fp32 matrix-multiply throughput, so each option's speed reads as a share of what the CPU can do.
 
     .venv/bin/python benchmarks/bench_embedding.py                       # all options
     .venv/bin/python benchmarks/bench_embedding.py --options onnx-int8 --limit 500
@@ -26,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from contextd.embedding import SentenceTransformerEmbedder  # noqa: E402
+from contextd.embedding import SentenceTransformerEmbedder, bundled_model_path  # noqa: E402
 
 DATA = Path("/work/shared/data/beir-scifact")
 # option name -> constructor arguments
@@ -71,6 +73,35 @@ def ndcg_at_10(doc_vecs, doc_ids, query_vecs, query_ids, qrels) -> float:
         idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
         total += dcg / idcg if idcg else 0.0
     return total / len(query_ids)
+
+
+def model_gflop(texts: list[str], max_len: int = 256) -> float:
+    """Forward-pass GFLOP of all-MiniLM-L6-v2 on `texts` (6 layers, width 384, FFN 1536),
+    each truncated to `max_len` word pieces; padding not counted."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    lengths = [min(len(ids), max_len) for ids in tokenizer(texts)["input_ids"]]
+    per_token = 2 * 6 * (4 * 384 * 384 + 2 * 384 * 1536)  # Q, K, V, output; FFN in and out
+    attention = sum(2 * 6 * 2 * n * n * 384 for n in lengths)  # QK^T and attention x V
+    return (per_token * sum(lengths) + attention) / 1e9
+
+
+def gemm_gflops(threads: int | None) -> float:
+    """Best fp32 GFLOPS of a 2048 x 2048 matrix product on this machine (PyTorch/oneDNN)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 5 * 2 * 2048**3 / best / 1e9
 
 
 def run_option(name: str, docs: list[str], queries: list[str], args, cache_dir: Path) -> dict:
@@ -123,6 +154,10 @@ def main() -> None:
     args = parser.parse_args()
 
     doc_ids, docs, query_ids, queries, qrels = load_scifact(args.limit)
+    gflop = model_gflop(docs)
+    peak = gemm_gflops(args.threads)
+    print(f"model work: {gflop:.0f} GFLOP for {len(docs)} documents; "
+          f"fp32 matrix product on this machine: {peak:.1f} GFLOPS")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ref = reference(docs, queries, args, Path(tmp))
@@ -142,6 +177,8 @@ def main() -> None:
                     "embed_s": round(result["embed_s"], 1),
                     "docs_per_s": round(len(docs) / result["embed_s"], 1),
                     "speedup": round(ref["embed_s"] / result["embed_s"], 2),
+                    "gflops": round(gflop / result["embed_s"], 1),
+                    "share_of_fp32_gemm": round(gflop / result["embed_s"] / peak, 2),
                     "ndcg@10": round(
                         ndcg_at_10(
                             result["doc_vecs"], doc_ids, result["query_vecs"], query_ids, qrels
@@ -168,6 +205,8 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "threads": args.threads,
                 "machine": platform.machine(),
+                "model_gflop": round(gflop, 1),
+                "fp32_gemm_gflops": round(peak, 1),
                 "rows": rows,
             },
             indent=2,
