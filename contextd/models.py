@@ -188,6 +188,9 @@ class NamespaceInfo(BaseModel):
     chunks: int
     sessions: int
     vector_index: str = Field(description="Kind of vector index serving the namespace.")
+    index_recall: float | None = Field(None, description="Recall@10 against exact search, "
+                                       "measured when the approximate index was built; null "
+                                       "while search is exact.")
 
 
 # --------------------------------------------------------------------------- search

@@ -89,7 +89,8 @@ class NamespaceRegistry:
                 ns = NamespaceData.open(
                     name, self.root / name, self.embedder.dim,
                     model_family(self.embedder.model_id),
-                    IndexSettings(self.settings.approximate_above, self.settings.snapshot_every))
+                    IndexSettings(self.settings.approximate_above, self.settings.snapshot_every,
+                                  self.settings.approximate_recall))
                 self._open[name] = ns
             return ns
 

@@ -73,6 +73,10 @@ class Settings(BaseModel):
                                     "document that is cut to fit.")
     approximate_above: int = Field(200_000, ge=1, description="Vectors in a namespace above "
                                    "which its index switches from exact to approximate search.")
+    approximate_recall: float = Field(0.98, gt=0, le=1, description="Recall@10 against exact "
+                                      "search that each approximate index build must measure "
+                                      "on a sample of its vectors; the cells scanned per query "
+                                      "grow until it does.")
     snapshot_every: int = Field(5_000, ge=1, description="Unsaved vector changes that trigger "
                                 "a snapshot of the vector index.")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a query embedding "

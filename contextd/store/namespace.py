@@ -33,6 +33,7 @@ SNAPSHOT_FILE = "vectors.faiss"
 class IndexSettings:
     approximate_above: int = 200_000
     snapshot_every: int = 5_000  # unsaved chunk changes that trigger a snapshot write
+    approximate_recall: float = 0.98  # recall@10 each approximate build must measure
 
 
 @dataclass
@@ -108,14 +109,16 @@ class NamespaceData:
 
     def info(self) -> dict[str, Any]:
         counts = self.store.counts()
-        return {"name": self.name, **counts, "vector_index": self.index.kind}
+        return {"name": self.name, **counts, "vector_index": self.index.kind,
+                "index_recall": self.index.measured_recall}
 
 
 def _load_or_rebuild(
     store: SqliteStore, snapshot: Path, dim: int, settings: IndexSettings
 ) -> tuple[FaissVectorIndex, bool]:
     try:
-        index = FaissVectorIndex.load(snapshot, dim, approximate_above=settings.approximate_above)
+        index = FaissVectorIndex.load(snapshot, dim, approximate_above=settings.approximate_above,
+                                      target_recall=settings.approximate_recall)
         touched, last_seq = store.changes_since(index.seq)
         if index.seq > last_seq:
             raise SnapshotError(f"snapshot holds seq {index.seq}, past the store's {last_seq}")
@@ -143,7 +146,8 @@ def _catch_up(store: SqliteStore, index: FaissVectorIndex, touched: set[int], se
 
 def _rebuild(store: SqliteStore, dim: int, settings: IndexSettings) -> FaissVectorIndex:
     _, last_seq = store.changes_since(0)
-    index = FaissVectorIndex(dim, approximate_above=settings.approximate_above, seq=last_seq)
+    index = FaissVectorIndex(dim, approximate_above=settings.approximate_above, seq=last_seq,
+                             target_recall=settings.approximate_recall)
     for ids, vectors in store.all_vectors():
         index.add(ids, vectors, last_seq)
     return index

@@ -3,13 +3,17 @@
 Below `approximate_above` vectors the index is exact (`IndexIDMap2` over `IndexFlatIP`).
 Above it the vectors move into an `IndexIVFFlat` with a hash-table direct map, which keeps
 deletes O(batch) and `reconstruct` cheap; benchmarks/results/vector_index.md has the figures
-behind that choice over HNSW. The index is a derived snapshot: SQLite holds the truth, and
-`seq` says which change the index has caught up to.
+behind that choice over HNSW. Each IVF build measures its own recall: the number of cells a
+query scans (nprobe) doubles from the configured start until recall@10 against exact search,
+on a sample of the indexed vectors, reaches `target_recall`; how well IVF does depends on how
+the data clusters, so a fixed nprobe would promise nothing. The index is a derived snapshot:
+SQLite holds the truth, and `seq` says which change the index has caught up to.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import struct
@@ -29,6 +33,9 @@ _FORMAT = 1
 # per wanted result the search scans every cell instead (still only scoring allowed ids).
 _FILTER_HITS_PER_RESULT = 8
 _threads = {"search": 1, "build": os.cpu_count() or 1}
+# Queries drawn from the indexed vectors to measure an IVF build's recall.
+_CALIBRATION_QUERIES = 256
+logger = logging.getLogger(__name__)
 
 
 class SnapshotError(ContextdError):
@@ -78,13 +85,19 @@ class FaissVectorIndex:
     """
 
     def __init__(
-        self, dim: int, approximate_above: int = 200_000, nprobe: int = 64, seq: int = 0
+        self, dim: int, approximate_above: int = 200_000, nprobe: int = 64, seq: int = 0,
+        target_recall: float = 0.98,
     ) -> None:
         import faiss
 
+        if not 0 < target_recall <= 1:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
         self._dim = dim
         self._approximate_above = approximate_above
-        self._nprobe = nprobe
+        self._min_nprobe = max(1, nprobe)
+        self._nprobe = self._min_nprobe
+        self._target_recall = target_recall
+        self._measured_recall: float | None = None
         self._seq = seq
         self._trained_on = 0
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
@@ -105,12 +118,19 @@ class FaissVectorIndex:
 
     @property
     def nprobe(self) -> int:
-        """IVF cells scanned per query: the recall/latency knob of the approximate kind."""
+        """IVF cells scanned per query: the recall/latency knob of the approximate kind.
+
+        Set by each IVF build to reach `target_recall`; assigning it overrides that."""
         return self._nprobe
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
         self._nprobe = max(1, value)
+
+    @property
+    def measured_recall(self) -> float | None:
+        """Recall@10 against exact search measured at the last IVF build (None while flat)."""
+        return self._measured_recall
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -239,6 +259,8 @@ class FaissVectorIndex:
                 "seq": self._seq,
                 "ntotal": int(self._index.ntotal),
                 "trained_on": self._trained_on,
+                "nprobe": self._nprobe,
+                "measured_recall": self._measured_recall,
             }
         meta["payload_bytes"] = int(payload.nbytes)
         meta["crc32"] = zlib.crc32(memoryview(payload))
@@ -294,6 +316,9 @@ class FaissVectorIndex:
             raise SnapshotError(f"snapshot {path} disagrees with its header; rebuild the index")
         loaded = cls(dim, seq=meta["seq"], **config)
         loaded._index, loaded._trained_on = index, meta["trained_on"]
+        if loaded._trained_on and isinstance(meta.get("nprobe"), int):
+            loaded._nprobe = max(loaded._min_nprobe, meta["nprobe"])
+            loaded._measured_recall = meta.get("measured_recall")
         return loaded
 
     def _relayout(self, seq: int, extra: tuple | None, approximate: bool) -> None:
@@ -303,8 +328,14 @@ class FaissVectorIndex:
             keep = ~np.isin(ids, extra[0])
             ids = np.concatenate([ids[keep], extra[0]])
             vectors = np.concatenate([vectors[keep], extra[1]])
+        nprobe, recall = self._min_nprobe, None
         if approximate:
-            new_index = _build_ivf(ids, vectors, self._dim, self._nprobe)
+            new_index = _build_ivf(ids, vectors, self._dim, self._min_nprobe)
+            nprobe, recall = calibrate_nprobe(new_index, ids, vectors, self._min_nprobe,
+                                              self._target_recall)
+            new_index.nprobe = nprobe
+            logger.info("IVF over %d vectors, %d cells: nprobe %d, recall@10 %.3f",
+                        len(ids), new_index.nlist, nprobe, recall)
         else:
             import faiss
 
@@ -313,6 +344,7 @@ class FaissVectorIndex:
         with self._rw.exclusive():
             self._index, self._seq = new_index, seq
             self._trained_on = len(ids) if approximate else 0
+            self._nprobe, self._measured_recall = nprobe, recall
 
 
 def _ptr(array: np.ndarray) -> Any:
@@ -372,6 +404,58 @@ def _build_ivf(ids: np.ndarray, vectors: np.ndarray, dim: int, nprobe: int) -> A
     index.add_with_ids(vectors, ids)
     index.nprobe = nprobe
     return index
+
+
+def calibrate_nprobe(
+    index: Any, ids: np.ndarray, vectors: np.ndarray, start: int, target: float, k: int = 10,
+    queries: int = _CALIBRATION_QUERIES, seed: int = 0,
+) -> tuple[int, float]:
+    """Smallest nprobe from `start`, doubling, whose recall@k reaches `target`; and that recall.
+
+    Queries are indexed vectors; each one's own id is left out of both the exact and the IVF
+    neighbours, so the measure is of finding the others. Scanning every cell is exact, so the
+    search always ends.
+    """
+    rows = np.random.default_rng(seed).choice(len(ids), size=min(queries, len(ids)),
+                                              replace=False)
+    query_vectors, own = np.ascontiguousarray(vectors[rows]), ids[rows]
+    truth = _exact_top(query_vectors, ids, vectors, k + 1)
+    nprobe, recall = min(max(1, start), index.nlist), 0.0
+    while True:
+        _, found = index.search(query_vectors, k + 1, params=_ivf_params(nprobe))
+        hits = 0
+        for i in range(len(rows)):
+            want = [x for x in truth[i] if x != own[i]][:k]
+            got = [x for x in found[i] if x != own[i] and x >= 0][:k]
+            hits += len(set(got).intersection(want))
+        recall = hits / max(1, len(rows) * min(k, len(ids) - 1))
+        if recall >= target or nprobe >= index.nlist:
+            return nprobe, recall
+        nprobe = min(2 * nprobe, index.nlist)
+
+
+def _ivf_params(nprobe: int) -> Any:
+    import faiss
+
+    return faiss.SearchParametersIVF(nprobe=nprobe)
+
+
+def _exact_top(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    """Ids of each query's `k` best inner products over `vectors`, in blocks (bounded memory)."""
+    best_scores = np.empty((len(queries), 0), np.float32)
+    best_ids = np.empty((len(queries), 0), np.int64)
+    for start in range(0, len(ids), 65_536):
+        block_scores = queries @ vectors[start : start + 65_536].T
+        take = min(k, block_scores.shape[1])
+        part = np.argpartition(-block_scores, take - 1, axis=1)[:, :take]
+        scores = np.concatenate([best_scores, np.take_along_axis(block_scores, part, 1)], 1)
+        candidates = np.concatenate([best_ids, ids[start : start + 65_536][part]], 1)
+        take = min(k, scores.shape[1])
+        keep = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        best_scores = np.take_along_axis(scores, keep, 1)
+        best_ids = np.take_along_axis(candidates, keep, 1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_ids, order, 1)
 
 
 def _snapshot_problem(meta: Any, payload: np.ndarray, dim: int) -> str | None:

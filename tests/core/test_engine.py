@@ -243,3 +243,21 @@ def test_embedding_cache_batches_similar_lengths_and_keeps_input_order(tmp_path)
     # Row i is the vector of texts[i], whatever order the batches ran in.
     np.testing.assert_allclose(vectors, HashEmbedder(dim=32).embed(texts), rtol=1e-6)
     cache.close()
+
+
+def test_a_namespace_past_the_threshold_serves_approximate_search_with_measured_recall(
+    make_engine, tmp_path
+) -> None:
+    docs = [{"id": f"d{i}", "text": f"Topic {i % 7} note {i}: " + " ".join(
+        f"w{(i * 31 + j) % 97}" for j in range(12))} for i in range(400)]
+    first = make_engine(tmp_path / "d", approximate_above=300, approximate_recall=0.99)
+    first.upsert_documents(docs)
+    info = first.namespaces()[0]
+    assert info.vector_index == "ivf"
+    assert info.index_recall is not None and info.index_recall >= 0.99
+    hits = [h.id for h in first.search("note 123 w57", mode="dense", top_k=5).hits]
+    first.close()
+    # The measured recall and the nprobe behind it survive a restart with the snapshot.
+    second = make_engine(tmp_path / "d", approximate_above=300, approximate_recall=0.99)
+    assert second.namespaces()[0].index_recall == info.index_recall
+    assert [h.id for h in second.search("note 123 w57", mode="dense", top_k=5).hits] == hits

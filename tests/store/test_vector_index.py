@@ -160,6 +160,38 @@ def test_ivf_recall_against_exact_search():
     assert np.mean(overlap) >= 0.98
 
 
+def test_ivf_build_raises_nprobe_until_recall_meets_the_target(tmp_path: Path):
+    # Uniform directions do not cluster: the hardest case for IVF. Its cells then cut through
+    # every neighbourhood, and a few scanned cells miss most true neighbours.
+    rng = np.random.default_rng(5)
+
+    def uniform(n: int) -> np.ndarray:
+        x = rng.standard_normal((n, DIM)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    vectors, ids = uniform(12_000), np.arange(12_000, dtype=np.int64) * 2
+    queries = uniform(100)
+
+    def recall(index: FaissVectorIndex) -> float:
+        return float(np.mean([
+            len(np.intersect1d(index.search(q, 10)[1], brute_force(ids, vectors, q, 10)[1])) / 10
+            for q in queries]))
+
+    index = FaissVectorIndex(DIM, approximate_above=5_000, nprobe=4)
+    index.add(ids, vectors, seq=1)
+    assert index.kind == "ivf" and index.nprobe > 4
+    assert index.measured_recall is not None and index.measured_recall >= 0.98
+    assert recall(index) >= 0.95  # fresh queries, not the sample it was measured on
+    chosen = index.nprobe
+    index.nprobe = 4
+    assert recall(index) < 0.9  # what the starting value alone would have given
+    index.nprobe = chosen
+
+    index.save(tmp_path / "ns.faiss")
+    loaded = FaissVectorIndex.load(tmp_path / "ns.faiss", DIM, approximate_above=5_000, nprobe=4)
+    assert (loaded.nprobe, loaded.measured_recall) == (chosen, index.measured_recall)
+
+
 def test_index_turns_ivf_when_it_grows_and_flat_when_it_shrinks():
     index = FaissVectorIndex(DIM, approximate_above=2_000)
     vectors = clustered(3_000, seed=4)
