@@ -214,7 +214,10 @@ class SearchHit(BaseModel):
     chunk: int = Field(description="Chunk number within the document, from 0.")
     text: str
     title: str | None = None
-    score: float = Field(description="Fused relevance score; higher is better.")
+    score: float = Field(description="Fused relevance of the chunk's document, higher is "
+                         "better: with fusion 'convex' (the default) a weighted mean of its "
+                         "dense and lexical scores, each divided by the best of its list, in "
+                         "[0, 1].")
     dense_rank: int | None = Field(default=None, description="Rank in dense results, from 1.")
     lexical_rank: int | None = Field(default=None, description="Rank in lexical results, from 1.")
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -339,7 +342,8 @@ class UsedDocument(BaseModel):
     id: str = Field(description="Document id.")
     chunk: int = Field(description="Chunk number within the document, from 0.")
     rank: int = Field(description="Position in the context block, from 1.")
-    score: float = Field(description="Fused relevance score.")
+    score: float = Field(description="Fused relevance score, as in search hits; in [0, 1] "
+                         "with convex fusion.")
     tokens: int = Field(description="Tokens of the document's entry in the context block.")
     truncated: bool = Field(description="True when only a leading part of the chunk fit.")
     title: str | None = Field(default=None, description="Document title.")

@@ -47,9 +47,9 @@ def fuse_by_document(
 
     A document's evidence in a list is its best chunk there: its score (convex fusion, see
     `fuse_scores`) or its place among distinct documents (RRF, constant `k`), so a document
-    matching with several chunks does not push other documents down a list. Each chunk scores
-    its document's fused score plus a millionth of its own chunk-level fused score, which only
-    orders chunks of the same document.
+    matching with several chunks does not push other documents down a list. Chunks are ordered
+    by their document's fused score, then by their own chunk-level fused score; a chunk's score
+    is its document's with a millionth part from its own, so it stays in [0, 1] for convex.
 
         >>> fused = fuse_by_document([[(1, 0.9), (2, 0.8), (3, 0.1)]], [1.0],
         ...                          {1: "a", 2: "a", 3: "b"})
@@ -78,7 +78,9 @@ def fuse_by_document(
     ordered = sorted(
         (cid for cid in chunk_score if cid in document_of),
         key=lambda cid: (-document_score[document_of[cid]], -chunk_score[cid], cid))
-    return [(cid, document_score[document_of[cid]] + 1e-6 * chunk_score[cid]) for cid in ordered]
+    # Mostly the document's score, a millionth the chunk's own: still in [0, 1] for convex.
+    return [(cid, (1 - 1e-6) * document_score[document_of[cid]] + 1e-6 * chunk_score[cid])
+            for cid in ordered]
 
 
 @dataclass

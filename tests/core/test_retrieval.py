@@ -24,6 +24,10 @@ def test_a_document_with_many_chunks_does_not_push_others_down(fusion) -> None:
     assert order[2] == "c"
     # Chunks of one document stay together, best chunk first.
     assert [c for c, _ in fused if document_of[c] == "a"] == [1, 2, 3]
+    if fusion == "convex":
+        assert all(0.0 <= score <= 1.0 for _, score in fused)
+        # The best chunk of a document first in both lists scores exactly 1, not above.
+        assert fuse_by_document([[(7, 0.9)], [(7, 5.0)]], [1.0, 1.0], {7: "z"})[0][1] == 1.0
 
 
 def test_score_fusion_by_hand() -> None:
