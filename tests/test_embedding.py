@@ -158,16 +158,17 @@ def test_torch_vectors_do_not_depend_on_batch(torch_embedder) -> None:
 def test_model_id_differs_per_backend(torch_embedder, onnx_embedder) -> None:
     assert torch_embedder.model_id != onnx_embedder.model_id
     assert "all-MiniLM-L6-v2" in torch_embedder.model_id
-    assert "torch" in torch_embedder.model_id and "onnx" in onnx_embedder.model_id
+    assert "fp32" in torch_embedder.model_id and "int8" in onnx_embedder.model_id
 
 
 @pytest.mark.model
 def test_export_is_cached_and_leaves_no_temp_files(onnx_cache, onnx_embedder) -> None:
     models = onnx_cache
     files = sorted(p.name for p in models.iterdir())
-    assert len(files) == 1 and files[0].endswith("-int8.onnx")
+    int8 = [name for name in files if name.endswith("-int8.onnx")]
+    assert len(int8) == 1 and all(name.endswith(".onnx") for name in files)
     again = embedding.ensure_onnx_model(embedding.bundled_model_path(), models)
-    assert again.name == files[0]
+    assert again.name == int8[0]
     assert sorted(p.name for p in models.iterdir()) == files
 
 
@@ -184,8 +185,40 @@ def test_onnx_falls_back_to_torch_when_export_fails(tmp_path, monkeypatch, caplo
     assert emb.embed(["still works"]).shape == (1, 384)
 
 
-def test_auto_is_torch_and_its_id_needs_no_loading(tmp_path) -> None:
-    emb = SentenceTransformerEmbedder(cache_dir=tmp_path, max_seq_length=128)
-    assert emb.model_id == "all-MiniLM-L6-v2/torch-fp32/len128"
+def test_fp32_ids_name_the_function_and_need_no_loading(tmp_path) -> None:
+    auto = SentenceTransformerEmbedder(cache_dir=tmp_path, max_seq_length=128)
+    torch = SentenceTransformerEmbedder(backend="torch", cache_dir=tmp_path, max_seq_length=128)
+    assert auto.model_id == torch.model_id == "all-MiniLM-L6-v2/fp32/len128"
     assert list(tmp_path.iterdir()) == []
-    assert emb._runner is None
+    assert auto._runner is None and torch._runner is None
+
+
+@pytest.fixture(scope="session")
+def auto_embedder(onnx_cache: Path) -> SentenceTransformerEmbedder:
+    emb = SentenceTransformerEmbedder(cache_dir=onnx_cache)
+    emb.warm_up()
+    return emb
+
+
+@pytest.mark.model
+def test_auto_runs_onnx_fp32_with_the_vectors_of_torch(torch_embedder, auto_embedder) -> None:
+    assert auto_embedder.backend == "onnx-fp32"
+    assert auto_embedder.model_id == torch_embedder.model_id  # so they share the cache
+    reference = torch_embedder.embed(SENTENCES)
+    together = auto_embedder.embed(SENTENCES)
+    np.testing.assert_allclose(together, reference, atol=2e-5)
+    one_by_one = np.vstack([auto_embedder.embed([s]) for s in SENTENCES])
+    np.testing.assert_allclose(one_by_one, reference, atol=2e-5)
+
+
+@pytest.mark.model
+def test_auto_falls_back_to_torch_when_onnx_runtime_fails(tmp_path, monkeypatch, caplog) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("no onnxruntime here")
+
+    monkeypatch.setattr(embedding, "OnnxSentenceModel", broken)
+    emb = SentenceTransformerEmbedder(cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="contextd.embedding"):
+        assert emb.backend == "torch-fp32"
+    assert "no onnxruntime here" in caplog.text
+    assert emb.model_id == "all-MiniLM-L6-v2/fp32/len256"
