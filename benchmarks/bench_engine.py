@@ -87,6 +87,7 @@ def main() -> None:
     with Engine(data_dir, Settings(data_dir=data_dir, batch_wait_ms=0)) as engine:
         engine.warm_up()
         report["embedder"] = engine.embedder.model_id
+        report["runtime"] = getattr(engine.embedder, "backend", None)
         report["ingest_cold"] = ingest(engine, dataset, "scifact")
         report["reingest_same_namespace"] = ingest(engine, dataset, "scifact")
         report["reingest_new_namespace"] = ingest(engine, dataset, "scifact-copy")

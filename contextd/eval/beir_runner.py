@@ -78,6 +78,8 @@ def run_beir(
                    "documents_per_s": round(totals["documents"] / ingest_s, 1)
                    if ingest_s else None},
         "embedder": engine.embedder.model_id,
+        # Which runtime computed it (ONNX Runtime or PyTorch): same vectors, different speed.
+        "runtime": getattr(engine.embedder, "backend", None),
     }
 
 

@@ -69,9 +69,9 @@ def fuse_scores(
     best: dict[T, float] = {}
     for scores, weight in zip(scored, weights, strict=True):
         top = max(scores.values(), default=0.0)
+        share = weight / total if total > 0 else 0.0  # all weights 0: order by best score
         for item, score in scores.items():
             scaled = max(score, 0.0) / top if top > 0 else 0.0
-            share = weight / total if total > 0 else 0.0  # all weights 0: order by best score
             contributions.setdefault(item, []).append(share * scaled)
             best[item] = max(best.get(item, 0.0), scaled)
     fused = {item: math.fsum(parts) for item, parts in contributions.items()}
