@@ -76,6 +76,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--max-tokens", type=int, default=4000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0,
+                        help="micro-batching wait (0: off; the service default is 2): with it "
+                        "on, bm25 runs while the batcher's thread embeds the query")
     args = parser.parse_args()
 
     data_dir = Path(args.data_dir)
@@ -84,7 +87,8 @@ def main() -> None:
     dataset = load_beir(args.data)
     report: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}"}
-    with Engine(data_dir, Settings(data_dir=data_dir, batch_wait_ms=0)) as engine:
+    settings = Settings(data_dir=data_dir, batch_wait_ms=args.batch_wait_ms)
+    with Engine(data_dir, settings) as engine:
         engine.warm_up()
         report["embedder"] = engine.embedder.model_id
         report["runtime"] = getattr(engine.embedder, "backend", None)

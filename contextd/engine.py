@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,8 @@ class Engine:
         self.ingestor = DocumentIngestor(settings, self.embedder, self.registry)
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
         self.pipeline = AssemblePipeline(settings, self.registry, self.retriever, self.ranker,
-                                         self.memory, self.sessions, self.embed_query)
+                                         self.memory, self.sessions,
+                                         self.embed_query_async)
         # Concurrent queries (server worker threads, or any multi-threaded caller) share
         # forward passes; 0 ms turns this off and embeds each query on its caller's thread.
         self.batcher = (MicroBatcher(self.embedder.embed, settings.batch_wait_ms,
@@ -164,9 +166,20 @@ class Engine:
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query vector (dim,), micro-batched with concurrent callers when enabled."""
+        return self.embed_query_async(text).result()
+
+    def embed_query_async(self, text: str) -> Future[np.ndarray]:
+        """A future for one query vector. With micro-batching the batcher's thread computes it
+        while the caller goes on (assemble runs lexical search meanwhile); without, it is
+        computed before this returns."""
         if self.batcher is not None:
-            return self.batcher.submit(text)
-        return self.embedder.embed([text])[0]
+            return self.batcher.submit_async(text)
+        future: Future[np.ndarray] = Future()
+        try:
+            future.set_result(self.embedder.embed([text])[0])
+        except BaseException as exc:  # delivered to whoever waits on the future
+            future.set_exception(exc)
+        return future
 
     # ------------------------------------------------------------------ assemble
 

@@ -390,5 +390,6 @@ class AssembleResponse(BaseModel):
         default_factory=list, description="Caveats, e.g. approximate counts for a model "
         "whose tokenizer is not available.")
     timings_ms: dict[str, float] = Field(
-        description="Milliseconds per stage: budget, embed, memory, retrieval, ranking, "
-        "packing, total.")
+        description="Milliseconds per stage: budget, lexical (bm25; with micro-batching it runs "
+        "while the query embeds), embed (the query vector, or with micro-batching the wait for "
+        "it after bm25), memory, retrieval, ranking, packing, total.")

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +99,7 @@ class AssemblePipeline:
     def __init__(
         self, settings: Settings, registry: NamespaceRegistry, retriever: Retriever,
         ranker: Ranker, memory: ConversationMemory, sessions: SessionService,
-        embed_query: Callable[[str], np.ndarray],
+        embed_query: Callable[[str], Future[np.ndarray]],
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -142,9 +143,19 @@ class AssemblePipeline:
         vector = None
         needs_vector = req.top_k > 0 or (req.recall and state.sessions is not None and (
             state.summary_through > 0 or sum(t.tokens for t in state.turns) > history_budget))
+        pending = None
         if needs_vector:
-            with timed(timings, "embed"):
-                vector = self.embed_query(query)
+            with timed(timings, "embed"):  # without micro-batching the vector is computed here
+                pending = self.embed_query(query)
+        lexical = None
+        if req.top_k > 0:
+            # bm25 needs no vector: it runs while the batcher's thread embeds the query.
+            with timed(timings, "lexical"):
+                lexical = self.retriever.lexical(ns, query, self.ranker.pool_size(req.top_k),
+                                                 req.filters)
+        if pending is not None:
+            with timed(timings, "embed"):  # with it, only what is left of the forward pass
+                vector = pending.result()
         with timed(timings, "memory"):
             history = self.memory.build(state, history_budget, query, vector, counter,
                                         recall=req.recall)
@@ -155,7 +166,8 @@ class AssemblePipeline:
         if req.top_k > 0 and documents_budget > 0:
             with timed(timings, "retrieval"):
                 pool = self.retriever.retrieve(ns, vector, query,
-                                               self.ranker.pool_size(req.top_k), req.filters)
+                                               self.ranker.pool_size(req.top_k), req.filters,
+                                               lexical=lexical)
             with timed(timings, "ranking"):
                 candidates, duplicates = self.ranker.rank(pool, req.top_k)
         with timed(timings, "packing"):

@@ -30,9 +30,14 @@ class Candidate:
 
 
 class Retriever(Protocol):
+    def lexical(
+        self, ns: NamespaceData, query: str, k: int, filters: dict[str, Any] | None = None,
+    ) -> list[tuple[int, float]]: ...
+
     def retrieve(
         self, ns: NamespaceData, query_vector: np.ndarray | None, query: str, k: int,
         filters: dict[str, Any] | None = None, mode: str = "hybrid",
+        lexical: list[tuple[int, float]] | None = None,
     ) -> list[Candidate]: ...
 
 
@@ -98,10 +103,22 @@ class HybridRetriever:
     common_term_share: float = 0.2
     common_term_min_chunks: int = 2_000
 
+    def lexical(
+        self, ns: NamespaceData, query: str, k: int, filters: dict[str, Any] | None = None,
+    ) -> list[tuple[int, float]]:
+        """The bm25 half of `retrieve`: (chunk id, score) best first. It needs no query vector,
+        so it can run while the query is being embedded."""
+        return ns.store.lexical_search(
+            fts_query(query, self._distinctive_terms(ns, query)), max(self.depth, k), filters,
+            title_weight=self.title_weight)
+
     def retrieve(
         self, ns: NamespaceData, query_vector: np.ndarray | None, query: str, k: int,
         filters: dict[str, Any] | None = None, mode: str = "hybrid",
+        lexical: list[tuple[int, float]] | None = None,
     ) -> list[Candidate]:
+        """The best `k` fused candidates; `lexical` is a `lexical()` result already computed
+        for the same query, k and filters."""
         depth = max(self.depth, k)
         allowed = ns.store.filtered_chunk_ids(filters) if filters else None
         if allowed is not None and len(allowed) == 0:
@@ -110,11 +127,10 @@ class HybridRetriever:
         if mode in ("hybrid", "dense") and query_vector is not None:
             scores, ids = ns.index.search(query_vector, depth, allowed=allowed)
             dense = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
-        lexical: list[tuple[int, float]] = []
-        if mode in ("hybrid", "lexical"):
-            lexical = ns.store.lexical_search(
-                fts_query(query, self._distinctive_terms(ns, query)), depth, filters,
-                title_weight=self.title_weight)
+        if mode not in ("hybrid", "lexical"):
+            lexical = []
+        elif lexical is None:
+            lexical = self.lexical(ns, query, k, filters)
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
         document_of = ns.store.chunk_documents({cid for r in rankings for cid, _ in r})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -261,3 +262,49 @@ def test_a_namespace_past_the_threshold_serves_approximate_search_with_measured_
     second = make_engine(tmp_path / "d", approximate_above=300, approximate_recall=0.99)
     assert second.namespaces()[0].index_recall == info.index_recall
     assert [h.id for h in second.search("note 123 w57", mode="dense", top_k=5).hits] == hits
+
+
+class _SlowEmbedder(HashEmbedder):
+    """Takes 0.2 s per call, and records when each call ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[float, float]] = []
+
+    def embed(self, texts):
+        began = time.monotonic()
+        time.sleep(0.2)
+        vectors = super().embed(texts)
+        self.calls.append((began, time.monotonic()))
+        return vectors
+
+
+def test_lexical_search_runs_while_the_query_embeds(make_engine, tmp_path) -> None:
+    from contextd import Engine, Settings
+
+    slow = _SlowEmbedder()
+    engine = Engine(tmp_path / "overlap", Settings(embedder="hash", batch_wait_ms=1),
+                    embedder=slow)
+    engine.upsert_documents(DOCS)
+    started: list[float] = []
+    lexical = engine.retriever.lexical
+
+    def spy(*args, **kwargs):
+        started.append(time.monotonic())
+        return lexical(*args, **kwargs)
+
+    engine.retriever.lexical = spy  # type: ignore[method-assign]
+    slow.calls.clear()
+    overlapped = engine.assemble(query="How does bm25 rank lexical matches?", max_tokens=800)
+    engine.close()
+    (query_embedding,) = slow.calls
+    assert len(started) == 1 and started[0] < query_embedding[1]  # bm25 did not wait for it
+    assert {"lexical", "embed", "retrieval"} <= set(overlapped.timings_ms)
+
+    # The same request with the two halves in sequence picks the same documents.
+    sequential = make_engine(tmp_path / "sequential", batch_wait_ms=0)
+    sequential.upsert_documents(DOCS)
+    again = sequential.assemble(query="How does bm25 rank lexical matches?", max_tokens=800)
+    assert [(d.id, d.chunk) for d in again.documents] == \
+        [(d.id, d.chunk) for d in overlapped.documents]
+    assert overlapped.documents and again.messages == overlapped.messages
