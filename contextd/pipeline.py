@@ -99,7 +99,7 @@ class AssemblePipeline:
     def __init__(
         self, settings: Settings, registry: NamespaceRegistry, retriever: Retriever,
         ranker: Ranker, memory: ConversationMemory, sessions: SessionService,
-        embed_query: Callable[[str], Future[np.ndarray]],
+        embed_query_async: Callable[[str], Future[np.ndarray]],
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -107,7 +107,7 @@ class AssemblePipeline:
         self.ranker = ranker
         self.memory = memory
         self.sessions = sessions
-        self.embed_query = embed_query
+        self.embed_query_async = embed_query_async
         self.prefixes = PrefixTracker()
 
     def run(self, req: AssembleRequest) -> AssembleResponse:
@@ -146,7 +146,7 @@ class AssemblePipeline:
         pending = None
         if needs_vector:
             with timed(timings, "embed"):  # without micro-batching the vector is computed here
-                pending = self.embed_query(query)
+                pending = self.embed_query_async(query)
         lexical = None
         if req.top_k > 0:
             # bm25 needs no vector: it runs while the batcher's thread embeds the query.
