@@ -177,7 +177,7 @@ class Engine:
         future: Future[np.ndarray] = Future()
         try:
             future.set_result(self.embedder.embed([text])[0])
-        except BaseException as exc:  # delivered to whoever waits on the future
+        except Exception as exc:  # delivered to whoever waits on the future
             future.set_exception(exc)
         return future
 

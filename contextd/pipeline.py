@@ -148,7 +148,7 @@ class AssemblePipeline:
             with timed(timings, "embed"):  # without micro-batching the vector is computed here
                 pending = self.embed_query_async(query)
         lexical = None
-        if req.top_k > 0:
+        if req.top_k > 0 and room > 0:  # no room left: documents are skipped below
             # bm25 needs no vector: it runs while the batcher's thread embeds the query.
             with timed(timings, "lexical"):
                 lexical = self.retriever.lexical(ns, query, self.ranker.pool_size(req.top_k),
