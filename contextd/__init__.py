@@ -42,8 +42,7 @@ from contextd.models import (
     UsedDocument,
 )
 from contextd.settings import Settings
-
-__version__ = "0.1.0"
+from contextd.version import __version__
 
 __all__ = [
     "AppendResult",

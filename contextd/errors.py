@@ -10,6 +10,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+PROBLEM_BASE = "https://contextd.dev/problems/"
+
+
+def problem_body(status: int, type_slug: str, title: str, detail: str,
+                 **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem-details body: the one builder for every error answer.
+
+        >>> problem_body(413, "request-too-large", "Request too large", "send less")["type"]
+        'https://contextd.dev/problems/request-too-large'
+    """
+    return {"type": PROBLEM_BASE + type_slug, "title": title, "status": status,
+            "detail": detail, **extra}
+
 
 class ContextdError(Exception):
     """Base of all contextd errors; `status` is the HTTP status it maps to."""
@@ -25,14 +38,7 @@ class ContextdError(Exception):
 
     def problem(self) -> dict[str, Any]:
         """The RFC 9457 problem-details body for this error."""
-        body: dict[str, Any] = {
-            "type": f"https://contextd.dev/problems/{self.type_slug}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
-        body.update(self.extra)
-        return body
+        return problem_body(self.status, self.type_slug, self.title, self.detail, **self.extra)
 
 
 class InvalidRequest(ContextdError):

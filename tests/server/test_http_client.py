@@ -125,7 +125,8 @@ def test_request_shape_and_headers() -> None:
     assert make(api_key="k1").delete_session("chat/1", namespace="team-a") is True
     request = seen[0]
     assert request.method == "DELETE"
-    assert request.url.raw_path == b"/v1/sessions/chat%2F1?namespace=team-a"
+    # Every tenant-scoped call addresses its namespace in the path.
+    assert request.url.raw_path == b"/v1/namespaces/team-a/sessions/chat%2F1"
     assert request.headers["authorization"] == "Bearer k1"
 
 

@@ -15,10 +15,12 @@ import shlex
 from pathlib import Path
 
 from contextd.engine import Engine
+from contextd.loaders import read_documents
 from contextd.settings import Settings
 
 log = logging.getLogger("contextd.serve")
 
+# Shipped inside the package, so `contextd serve --sample` works from an installed wheel.
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 SAMPLE_NAMESPACE = "default"
 
@@ -32,8 +34,6 @@ def ingest_samples(engine: Engine, folder: Path = SAMPLES_DIR,
         >>> ingest_samples(Engine("indexes"))  # doctest: +SKIP
         5
     """
-    from contextd.cli import read_documents
-
     if engine.registry.exists(namespace) and engine.registry.get(namespace).info()["documents"]:
         return 0
     if not folder.is_dir():

@@ -19,26 +19,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contextd.metrics import ServiceMetrics
+from contextd.errors import problem_body
+from contextd.server.metrics import ServiceMetrics
 
 log = logging.getLogger("contextd.server")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_BASE = "https://contextd.dev/problems/"
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's id is echoed only when it is short and plain, so it is safe in logs and headers.
 _CALLER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def problem_body(status: int, type_slug: str, title: str, detail: str,
-                 **extra: Any) -> dict[str, Any]:
-    """An RFC 9457 problem-details body.
-
-        >>> problem_body(413, "request-too-large", "Request too large", "send less")["status"]
-        413
-    """
-    return {"type": PROBLEM_BASE + type_slug, "title": title, "status": status,
-            "detail": detail, **extra}
 
 
 async def send_problem(send: Send, body: dict[str, Any],

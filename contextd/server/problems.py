@@ -3,7 +3,7 @@
 Every error the app raises (a `ContextdError` from the engine, a request that fails
 validation, a Starlette `HTTPException` such as 401 or 404) leaves as an
 application/problem+json body; the pure ASGI layers that answer before routing (413, 500)
-build theirs with `contextd.asgi.problem_body`.
+build theirs with the same `contextd.errors.problem_body`.
 
     >>> app = FastAPI()  # doctest: +SKIP
     >>> add_problem_handlers(app)  # doctest: +SKIP
@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from contextd.asgi import PROBLEM_MEDIA_TYPE, note_problem, problem_body, request_id
-from contextd.errors import ContextdError
+from contextd.errors import ContextdError, problem_body
+from contextd.server.middleware import PROBLEM_MEDIA_TYPE, note_problem, request_id
 
 # The server's logger, so operators filter one name for everything the HTTP layer reports.
 log = logging.getLogger("contextd.server")

@@ -1,0 +1,171 @@
+"""HTTP clients with the `Engine`'s method names, signatures and return models.
+
+`Client` (sync) and `AsyncClient` share `BaseClient`, which builds every call and decodes
+every answer; the two subclasses only send (model: httpx `_client.py`). Swapping
+`Engine(...)` for `Client(url)` keeps the calling code as it is:
+
+    >>> from contextd import Client
+    >>> with Client("http://127.0.0.1:8000") as client:  # doctest: +SKIP
+    ...     client.upsert_documents([{"id": "faq", "text": "contextd packs prompts."}])
+    ...     client.assemble(query="What does contextd do?", max_tokens=1000).usage.total
+
+Problem-details answers raise the matching `contextd.errors` exception (read back by
+`contextd.client.errors`). Connection failures and 503s are retried with capped, jittered
+exponential backoff; other failures after the request may have reached the server are retried
+only for idempotent calls.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from contextd.client.errors import error_from_response
+from contextd.models import (
+    AppendResult,
+    AssembleResponse,
+    ChatMessage,
+    Document,
+    NamespaceInfo,
+    SearchRequest,
+    SearchResponse,
+    UpsertResult,
+)
+from contextd.version import __version__
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+_NAMESPACES = TypeAdapter(list[NamespaceInfo])
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call: what to send, whether it may be repeated, and how to read the answer."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, str] = field(default_factory=dict)
+    idempotent: bool = True
+    returns: Any = None  # a model class, a TypeAdapter, or None for "no body: True"
+
+
+def _dump(item: BaseModel | dict[str, Any]) -> Any:
+    if isinstance(item, BaseModel):
+        return item.model_dump(mode="json", exclude_unset=True)
+    return item
+
+
+def path_segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _session_path(namespace: str, session_id: str) -> str:
+    return f"/v1/namespaces/{path_segment(namespace)}/sessions/{path_segment(session_id)}"
+
+
+class BaseClient:
+    """What `Client` and `AsyncClient` share: the calls, the retry policy, the decoding."""
+
+    def __init__(self, base_url: str, api_key: str | None = None,
+                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, *, retries: int = 3,
+                 backoff: float = 0.1, max_backoff: float = 2.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.headers = {"Accept": "application/json, application/problem+json",
+                        "User-Agent": f"contextd-client/{__version__}"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+
+    # ------------------------------------------------------------------ calls
+
+    def _assemble(self, request: Any, fields: dict[str, Any]) -> Call:
+        body = _dump(request) if request is not None else dict(fields)
+        # With new messages the server appends turns, so a repeat would append them twice.
+        repeatable = not (isinstance(body, dict) and body.get("messages"))
+        namespace = "default"
+        if isinstance(body, dict):
+            body = dict(body)
+            namespace = str(body.pop("namespace", None) or "default")
+        return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/assemble", json=body,
+                    idempotent=repeatable, returns=AssembleResponse)
+
+    def _upsert(self, documents: Sequence[Document | dict[str, Any]], namespace: str) -> Call:
+        # An upsert of the same batch again leaves the same state: safe to repeat.
+        return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/documents",
+                    json={"documents": [_dump(d) for d in documents]}, returns=UpsertResult)
+
+    def _document(self, method: str, doc_id: str, namespace: str, returns: Any) -> Call:
+        documents = f"/v1/namespaces/{path_segment(namespace)}/documents"
+        return Call(method, f"{documents}/{path_segment(doc_id)}", returns=returns)
+
+    def _search(self, query: str | SearchRequest, namespace: str, top_k: int,
+                filters: dict[str, Any] | None, mode: str) -> Call:
+        body = (_dump(query) if isinstance(query, SearchRequest) else
+                {"query": query, "top_k": top_k, "filters": filters, "mode": mode})
+        return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/search", json=body,
+                    returns=SearchResponse)
+
+    def _append(self, session_id: str, messages: Sequence[ChatMessage | dict[str, Any]],
+                namespace: str) -> Call:
+        return Call("POST", f"{_session_path(namespace, session_id)}/messages",
+                    json={"messages": [_dump(m) for m in messages]},
+                    idempotent=False, returns=AppendResult)
+
+    def _session(self, method: str, session_id: str, namespace: str, returns: Any) -> Call:
+        return Call(method, _session_path(namespace, session_id), returns=returns)
+
+    # ------------------------------------------------------------------ sending
+
+    def _request(self, http: Any, call: Call) -> httpx.Request:
+        # Built by the pool that sends it: Starlette's TestClient is a look-alike of
+        # httpx.Client with its own request class.
+        return http.build_request(
+            call.method, self.base_url + call.path, params=call.params or None,
+            json=call.json, headers=self.headers, timeout=self.timeout)
+
+    def _retry_delay(self, call: Call, attempt: int, response: httpx.Response | None,
+                     error: Exception | None) -> float | None:
+        """Seconds to wait before trying `call` again after `attempt` (from 1); None: done."""
+        if attempt > self.retries or not self._retryable(call, response, error):
+            return None
+        cap = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        delay = random.uniform(0, cap)  # full jitter: spreads retries of many clients
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), self.max_backoff))
+        return delay
+
+    @staticmethod
+    def _retryable(call: Call, response: httpx.Response | None,
+                   exc: Exception | None) -> bool:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+            return True  # nothing reached the server
+        if response is not None and response.status_code == 503:
+            return True  # the server says it did not do the work
+        if not call.idempotent:
+            return False
+        if isinstance(exc, httpx.TransportError):
+            return True
+        return response is not None and response.status_code in (502, 504)
+
+    @staticmethod
+    def _decode(call: Call, response: httpx.Response | None, error: Exception | None) -> Any:
+        if error is not None:
+            raise error
+        assert response is not None
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        if call.returns is None:
+            return True
+        if isinstance(call.returns, TypeAdapter):
+            return call.returns.validate_json(response.content)
+        return call.returns.model_validate_json(response.content)

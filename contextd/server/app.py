@@ -1,0 +1,114 @@
+"""The HTTP API: a FastAPI app whose routes are thin shells over one `Engine`.
+
+Routes live in `contextd.server.routes`, one module per resource; engine calls run on bounded
+worker threads (`contextd.server.calls`); every error is an RFC 9457 problem-details body
+(`contextd.server.problems`); the pure ASGI layers are in `contextd.server.middleware`.
+
+    $ uvicorn contextd.server:create_app --factory     # engine from CONTEXTD_* variables
+    >>> app = create_app(Engine("indexes"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import Depends, FastAPI
+
+from contextd.engine import Engine
+from contextd.server.calls import EngineCalls, check_api_key
+from contextd.server.metrics import ServiceMetrics
+from contextd.server.middleware import BodyLimit, RequestContext
+from contextd.server.problems import add_problem_handlers, problem_responses
+from contextd.server.routes import assemble, documents, namespaces, ops, search, sessions
+from contextd.version import __version__
+
+log = logging.getLogger("contextd.server")
+
+# How long shutdown waits for running Engine calls (a large upsert on a busy machine) before
+# closing the engine anyway.
+SHUTDOWN_WAIT_S = 300.0
+
+
+def _include_v1(app: FastAPI) -> None:
+    # Each resource's router carries the /v1 prefix itself (not through a nested router), so
+    # the route a request matched knows its full template, which metrics label by.
+    for module in (assemble, documents, search, sessions, namespaces):
+        app.include_router(module.router, dependencies=[Depends(check_api_key)],
+                           responses=problem_responses(401, 422, 500, 503))
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = None,
+               worker_threads: int | None = None, api_key: str | None = None,
+               on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
+    """The contextd HTTP app over `engine` (default: `Engine()` from CONTEXTD_* variables).
+
+    At startup a thread warms the engine up (then runs `on_ready`, e.g. sample ingestion);
+    /readyz answers 503 until both are done. At shutdown the app closes the engine, which
+    flushes the vector snapshots. With `api_key`, /v1 routes require `Bearer <api_key>`.
+
+        >>> app = create_app(Engine("indexes"), api_key="s3cret")  # doctest: +SKIP
+        >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
+    """
+    engine = engine if engine is not None else Engine()
+    # Unset arguments come from the engine's settings (CONTEXTD_* variables).
+    max_body_bytes = max_body_bytes or engine.settings.max_body_bytes
+    worker_threads = worker_threads or engine.settings.http_threads
+    api_key = api_key or engine.settings.api_key
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warmer = threading.Thread(target=_warm_up, args=(app.state, on_ready),
+                                  name="contextd-warm-up", daemon=True)
+        warmer.start()
+        try:
+            yield
+        finally:
+            app.state.engine_closed = True
+            await anyio.to_thread.run_sync(warmer.join)
+            if not await anyio.to_thread.run_sync(app.state.calls.wait_idle, SHUTDOWN_WAIT_S):
+                log.error("engine calls still running after %s s; closing anyway",
+                          SHUTDOWN_WAIT_S)
+            await anyio.to_thread.run_sync(engine.close)
+
+    app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
+                  description="Decides what goes into an LLM prompt: retrieval, ranking, "
+                  "conversation memory and exact token-budget packing.")
+    app.state.engine = engine
+    app.state.engine_closed = False
+    app.state.api_key = api_key
+    app.state.metrics = ServiceMetrics()
+    if engine.batcher is not None:
+        app.state.metrics.watch_batcher(engine.batcher)
+    app.state.limiter = anyio.CapacityLimiter(worker_threads)
+    app.state.calls = EngineCalls()
+    app.state.warmed = threading.Event()
+    app.state.warm_error = None
+    _include_v1(app)
+    app.include_router(ops.router)
+    add_problem_handlers(app)
+    # Added last, so outermost: every response, 413s included, gets an id and a latency.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
+    return app
+
+
+def _warm_up(state: Any, on_ready: Callable[[Engine], None] | None) -> None:
+    try:
+        state.engine.warm_up()
+        if on_ready is not None:
+            on_ready(state.engine)
+    except Exception as exc:  # noqa: BLE001 - reported by /readyz instead of killing the app
+        log.exception("warm-up failed")
+        state.warm_error = f"{type(exc).__name__}: {exc}"
+        return
+    state.warmed.set()
+    state.metrics.ready.set(1)
+    log.info("ready")

@@ -1,0 +1,40 @@
+"""POST /v1/namespaces/{namespace}/assemble (and the deprecated POST /v1/assemble)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from contextd.errors import InvalidRequest
+from contextd.models import AssembleRequest, AssembleResponse
+from contextd.server.calls import EngineDep, json_response, run_engine
+from contextd.server.problems import problem_responses
+from contextd.server.routes.params import NamespacePath
+
+router = APIRouter(prefix="/v1", tags=["assemble"])
+
+
+async def _assemble(body: AssembleRequest, request: Request, engine: EngineDep) -> Response:
+    response = await run_engine(request, engine.assemble, body)
+    request.app.state.metrics.observe_assemble(response, body.query_type)
+    return json_response(response)
+
+
+@router.post("/namespaces/{namespace}/assemble", response_model=AssembleResponse,
+             responses=problem_responses(404, 409))
+async def assemble(namespace: NamespacePath, body: AssembleRequest, request: Request,
+                   engine: EngineDep) -> Response:
+    """Assemble chat messages for a query within a token budget, from the namespace's
+    documents and sessions."""
+    if "namespace" in body.model_fields_set and body.namespace != namespace:
+        raise InvalidRequest(f"the body names namespace {body.namespace!r} but the path "
+                             f"{namespace!r}: leave namespace out of the body")
+    return await _assemble(body.model_copy(update={"namespace": namespace}), request, engine)
+
+
+@router.post("/assemble", response_model=AssembleResponse, deprecated=True,
+             responses=problem_responses(404, 409))
+async def assemble_deprecated(body: AssembleRequest, request: Request,
+                              engine: EngineDep) -> Response:
+    """Deprecated: use POST /v1/namespaces/{namespace}/assemble. The namespace comes from
+    the body here (default `default`)."""
+    return await _assemble(body, request, engine)

@@ -1,0 +1,41 @@
+"""Operations: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from contextd.errors import Unavailable
+from contextd.server.metrics import CONTENT_TYPE
+from contextd.server.problems import problem_responses
+
+router = APIRouter(tags=["operations"])
+
+
+class Status(BaseModel):
+    status: str
+
+
+@router.get("/healthz", response_model=Status)
+async def healthz() -> Status:
+    """The process is up (it may still be warming up)."""
+    return Status(status="ok")
+
+
+@router.get("/readyz", response_model=Status, responses=problem_responses(503))
+async def readyz(request: Request) -> Status:
+    """Model, tokenizer and indexes are loaded and warm; 503 until then."""
+    state = request.app.state
+    if state.warm_error is not None:
+        raise Unavailable(f"warm-up failed: {state.warm_error}")
+    if not state.warmed.is_set() or state.engine_closed:
+        raise Unavailable("warming up: the model, tokenizer and indexes are loading")
+    return Status(status="ready")
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format."}})
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
