@@ -480,6 +480,7 @@ DropReason = Literal[
     "over_budget",
     "history_share",
     "near_duplicate",
+    "orphan_tool_result",
 ]
 
 
@@ -490,7 +491,8 @@ class Dropped(BaseModel):
     reason: DropReason = Field(
         description="over_budget: did not fit the budget left; history_share: did not fit "
         "history's share (a tool call and its results are dropped together); near_duplicate: "
-        "too similar to a chosen chunk.")
+        "too similar to a chosen chunk; orphan_tool_result: a tool result answering no earlier "
+        "tool call, which chat APIs reject.")
     tokens: int = Field(description="Tokens the item would have needed.")
 
 
