@@ -140,13 +140,16 @@ class SentenceChunker:
             while part_end > pos and text[part_end - 1].isspace():
                 part_end -= 1
             # The run's tokens are those of the window; re-tokenised alone they may merge
-            # differently, so the count stored is exact and over-long runs give way.
-            while part_end > pos + 1 and self.counter.count(text[pos:part_end]) > limit:
+            # differently, so the run is counted exactly and gives way if over the limit.
+            n = self.counter.count(text[pos:part_end])
+            while part_end > pos + 1 and n > limit:
                 part_end -= max(1, (part_end - pos) // 16)
+                n = self.counter.count(text[pos:part_end])
             if part_end > pos:
-                out.append((pos, part_end, self.counter.count(" " + text[pos:part_end])))
+                # About one token for the separator; `split` counts joined runs exactly.
+                out.append((pos, part_end, n + 1))
             stop = max(part_end, pos + 1)
-            width = max(4 * limit, 2 * (stop - pos) + 16)
+            width = max(4 * limit, (stop - pos) * 5 // 4 + 32)
             pos = _skip_space(text, stop, end)
         return out
 
