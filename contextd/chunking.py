@@ -131,7 +131,7 @@ class SentenceChunker:
         width = 8 * limit
         pos = _skip_space(text, start, end)
         while pos < end:
-            stop, taken = self._longest_run(text, pos, end, limit, width)
+            stop = self._longest_run(text, pos, end, limit, width)
             if stop < end:
                 space = text.rfind(" ", pos + 1, stop)
                 if space > pos + (stop - pos) // 2:
@@ -153,11 +153,9 @@ class SentenceChunker:
             pos = _skip_space(text, stop, end)
         return out
 
-    def _longest_run(
-        self, text: str, pos: int, end: int, limit: int, width: int
-    ) -> tuple[int, int]:
-        """(stop, tokens): the end of the longest run from `pos` of at most `limit` tokens
-        of a window tokenisation, ending on a character boundary."""
+    def _longest_run(self, text: str, pos: int, end: int, limit: int, width: int) -> int:
+        """The end of the longest run from `pos` of at most `limit` tokens of a window's
+        tokenisation, ending on a character boundary."""
         while True:
             window_end = min(end, pos + width)
             ids = self.counter.encode(text[pos:window_end])
@@ -166,16 +164,16 @@ class SentenceChunker:
                 break
             width *= 2
         if len(ids) <= limit:
-            return window_end, len(ids)
+            return window_end
         k = limit
         while k > 1:
             run = self.counter.decode(ids[:k])
             # A run ending inside a multi-byte character decodes to U+FFFD and no longer
             # matches the text; one character spans at most four tokens.
             if text.startswith(run, pos) and run:
-                return pos + len(run), k
+                return pos + len(run)
             k -= 1
-        return pos + 1, 1
+        return pos + 1
 
 
 def _skip_space(text: str, pos: int, end: int) -> int:

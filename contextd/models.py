@@ -76,7 +76,9 @@ def check_json_scalar(value: Any, what: str) -> Any:
         return value
     if isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
-            raise ValueError(f"{what} {value} is outside the 64-bit integer range "
+            # Python refuses to print integers of more than 4,300 digits.
+            shown = value if value.bit_length() < 256 else f"of {value.bit_length()} bits"
+            raise ValueError(f"{what} {shown} is outside the 64-bit integer range "
                              f"[{INT64_MIN}, {INT64_MAX}]; send it as a string")
         return value
     if isinstance(value, float) and not math.isfinite(value):

@@ -39,7 +39,8 @@ def test_metadata_nan_is_rejected(engine: Engine, value: float) -> None:
     assert engine.search("Lisbon", filters={"score": {"$gt": 0}}).hits == []
 
 
-@pytest.mark.parametrize("value", [INT64_MAX + 1, -(2**63) - 1, 10**30])
+@pytest.mark.parametrize("value", [INT64_MAX + 1, -(2**63) - 1, 10**30,
+                                   pytest.param(10**5000, id="5000-digits")])
 def test_metadata_int_beyond_64_bits_is_rejected(engine: Engine, value: int) -> None:
     with pytest.raises(InvalidRequest, match="outside the 64-bit integer range"):
         engine.upsert_documents([doc(n=value)])
