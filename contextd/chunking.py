@@ -105,36 +105,78 @@ class SentenceChunker:
     def _pieces(self, text: str) -> list[tuple[int, int, int]]:
         """(start, end, tokens) per sentence; over-long sentences are cut into token windows."""
         pieces: list[tuple[int, int, int]] = []
+        # A sentence this long cannot fit unless its tokens average more than 16 characters
+        # (runs of spaces or repeated symbols); it is cut without being counted whole, since
+        # BPE over one huge unbroken word (CJK, base64) costs more than linear time.
+        longest = 16 * self.chunk_tokens
         for start, end in split_sentences(text):
-            sentence = text[start:end]
-            n = self.counter.count(" " + sentence)
-            if n <= self.chunk_tokens:
-                pieces.append((start, end, n))
-                continue
+            if end - start <= longest:
+                n = self.counter.count(" " + text[start:end])
+                if n <= self.chunk_tokens:
+                    pieces.append((start, end, n))
+                    continue
             pieces.extend(self._cut(text, start, end))
         return pieces
 
     def _cut(self, text: str, start: int, end: int) -> list[tuple[int, int, int]]:
-        """Split an over-long sentence into the longest runs that fit, at spaces if possible."""
+        """Split an over-long sentence into runs of at most `chunk_tokens - 1` tokens, at
+        spaces if possible.
+
+        Each run is found by tokenising a window a little longer than the run (the previous
+        run's length sets the next window), so every character is tokenised a small, fixed
+        number of times and the cost is linear in the sentence's length.
+        """
         limit = self.chunk_tokens - 1  # room for the separator counted with each piece
         out: list[tuple[int, int, int]] = []
-        while start < end:
-            lo, hi = start + 1, end
-            while lo < hi:  # largest stop with count(text[start:stop]) <= limit
-                mid = (lo + hi + 1) // 2
-                if self.counter.count(text[start:mid]) <= limit:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            stop = lo
-            space = text.rfind(" ", start + 1, stop)
-            if stop < end and space > start + (stop - start) // 2:
-                stop = space
-            part = text[start:stop].strip()
-            if part:
-                first = start + (len(text[start:stop]) - len(text[start:stop].lstrip()))
-                out.append((first, first + len(part), self.counter.count(" " + part)))
-            start = stop
-            while start < end and text[start].isspace():
-                start += 1
+        width = 8 * limit
+        pos = _skip_space(text, start, end)
+        while pos < end:
+            stop = self._longest_run(text, pos, end, limit, width)
+            if stop < end:
+                space = text.rfind(" ", pos + 1, stop)
+                if space > pos + (stop - pos) // 2:
+                    stop = space
+            part_end = stop
+            while part_end > pos and text[part_end - 1].isspace():
+                part_end -= 1
+            # The run's tokens are those of the window; re-tokenised alone they may merge
+            # differently, so the run is counted exactly and gives way if over the limit.
+            n = self.counter.count(text[pos:part_end])
+            while part_end > pos + 1 and n > limit:
+                part_end -= max(1, (part_end - pos) // 16)
+                n = self.counter.count(text[pos:part_end])
+            if part_end > pos:
+                # About one token for the separator; `split` counts joined runs exactly.
+                out.append((pos, part_end, n + 1))
+            stop = max(part_end, pos + 1)
+            width = max(4 * limit, (stop - pos) * 5 // 4 + 32)
+            pos = _skip_space(text, stop, end)
         return out
+
+    def _longest_run(self, text: str, pos: int, end: int, limit: int, width: int) -> int:
+        """The end of the longest run from `pos` of at most `limit` tokens of a window's
+        tokenisation, ending on a character boundary."""
+        while True:
+            window_end = min(end, pos + width)
+            ids = self.counter.encode(text[pos:window_end])
+            # One token more than the run so that the last token taken is a whole one.
+            if len(ids) > limit + 1 or window_end == end:
+                break
+            width *= 2
+        if len(ids) <= limit:
+            return window_end
+        k = limit
+        while k > 1:
+            run = self.counter.decode(ids[:k])
+            # A run ending inside a multi-byte character decodes to U+FFFD and no longer
+            # matches the text; one character spans at most four tokens.
+            if text.startswith(run, pos) and run:
+                return pos + len(run)
+            k -= 1
+        return pos + 1
+
+
+def _skip_space(text: str, pos: int, end: int) -> int:
+    while pos < end and text[pos].isspace():
+        pos += 1
+    return pos

@@ -10,10 +10,24 @@ Limits live on the fields themselves, so every caller gets the same 4xx for the 
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import math
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,255}$"
@@ -26,6 +40,15 @@ MAX_MESSAGE_CHARS = 200_000
 MAX_BATCH_DOCUMENTS = 1_000
 MAX_MESSAGES = 1_000
 MAX_BUDGET_TOKENS = 2_000_000
+MAX_METADATA_KEYS = 64
+MAX_METADATA_STRING_CHARS = 2_000
+MAX_METADATA_LIST_ITEMS = 100
+MAX_METADATA_BYTES = 16_384
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Timestamps must survive a round trip through epoch seconds and back in UTC; the upper end
+# leaves a day so that no time zone can push a stored value past year 9999.
+EARLIEST_TIMESTAMP = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
 
 Namespace = Annotated[
     str,
@@ -38,7 +61,60 @@ Namespace = Annotated[
 ]
 DocumentId = Annotated[str, Field(pattern=ID_PATTERN, description="Document id.")]
 SessionId = Annotated[str, Field(pattern=SESSION_PATTERN, description="Session id.")]
-MetadataValue = str | int | float | bool | None | list[str | int | float | bool]
+
+
+def check_json_scalar(value: Any, what: str) -> Any:
+    """`value` if SQLite's JSON functions can store and compare it, else ValueError saying why.
+
+    JSON has no NaN or Infinity, and SQLite integers are 64-bit: such values would be stored
+    as text SQLite cannot parse, breaking every later filtered read.
+
+        >>> check_json_scalar(3, "x")
+        3
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            # Python refuses to print integers of more than 4,300 digits.
+            shown = value if value.bit_length() < 256 else f"of {value.bit_length()} bits"
+            raise ValueError(f"{what} {shown} is outside the 64-bit integer range "
+                             f"[{INT64_MIN}, {INT64_MAX}]; send it as a string")
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} {value} is not a finite number (JSON has no NaN or Infinity, "
+                         "and values like 1e400 overflow); send a finite number or a string")
+    return value
+
+
+def _check_metadata_value(value: Any) -> Any:
+    # One readable message per bad value, instead of one error per member of the union.
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and len(value) > MAX_METADATA_LIST_ITEMS:
+        raise ValueError(f"a metadata list has {len(value)} items; at most "
+                         f"{MAX_METADATA_LIST_ITEMS} are allowed")
+    for item in items:
+        if isinstance(value, list) and item is None:
+            raise ValueError("metadata lists hold strings, numbers or booleans, not null")
+        if not isinstance(item, str | int | float | bool | None):
+            raise ValueError(f"a metadata value must be a string, number, boolean, null or a "
+                             f"list of those, not {type(item).__name__}")
+        if isinstance(item, str) and len(item) > MAX_METADATA_STRING_CHARS:
+            raise ValueError(f"a metadata string has {len(item)} characters; at most "
+                             f"{MAX_METADATA_STRING_CHARS} are allowed")
+        check_json_scalar(item, "metadata value")
+    return value
+
+
+MetadataString = Annotated[StrictStr, Field(max_length=MAX_METADATA_STRING_CHARS)]
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+MetadataScalar = MetadataString | Int64 | FiniteFloat | StrictBool
+MetadataList = Annotated[list[MetadataScalar], Field(max_length=MAX_METADATA_LIST_ITEMS)]
+MetadataValue = Annotated[
+    MetadataScalar | None | MetadataList,
+    BeforeValidator(_check_metadata_value),
+]
 
 
 class _Model(BaseModel):
@@ -77,7 +153,9 @@ class ChatMessage(_Model):
         description="Turn id; assigned by the session when missing.",
     )
     timestamp: datetime | None = Field(
-        default=None, description="When the turn happened; shown with recalled turns."
+        default=None,
+        description="When the turn happened; shown with recalled turns. ISO 8601; without a "
+        "UTC offset it is taken as UTC; from 1900-01-01 to 9999-12-30 in UTC.",
     )
 
     @field_validator("content", mode="before")
@@ -91,6 +169,20 @@ class ChatMessage(_Model):
                 texts.append(str(part.get("text", "")))
             return "\n".join(texts)
         return value
+
+    @field_validator("timestamp", mode="after")
+    @classmethod
+    def _check_timestamp(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            when = None
+        if when is None or not EARLIEST_TIMESTAMP <= when <= LATEST_TIMESTAMP:
+            raise ValueError(f"timestamp {value.isoformat()} is out of range: use a time from "
+                             "1900-01-01 to 9999-12-30 in UTC")
+        return when
 
     @model_validator(mode="after")
     def _check_shape(self) -> ChatMessage:
@@ -135,19 +227,28 @@ class Document(_Model):
     id: DocumentId
     text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)
     title: str | None = Field(default=None, max_length=1_000)
-    metadata: dict[str, MetadataValue] = Field(default_factory=dict, max_length=64)
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=MAX_METADATA_KEYS,
+        description=f"Up to {MAX_METADATA_KEYS} keys (1-64 chars of letters, digits, '_', '.', "
+        "'-', starting with a letter or '_'), each a string, a 64-bit integer, a finite "
+        "number, a boolean, null or a list of those; at most "
+        f"{MAX_METADATA_BYTES} bytes as JSON in all.",
+    )
 
     @field_validator("metadata")
     @classmethod
     def _check_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import re
-
         for key in value:
-            if not re.match(METADATA_KEY_PATTERN, key):
+            if not re.fullmatch(METADATA_KEY_PATTERN, key):
                 raise ValueError(
                     f"metadata key {key!r} is invalid: use 1-64 chars of letters, digits, "
                     "'_', '.', '-', starting with a letter or '_'"
                 )
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} "
+                             "are allowed: shorten or drop some values")
         return value
 
 
@@ -195,18 +296,40 @@ class NamespaceInfo(BaseModel):
 
 # --------------------------------------------------------------------------- search
 
+
+def check_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`filters` if they compile, else ValueError with the reason, so a bad filter is a 422
+    when the request is parsed, before anything runs.
+
+        >>> check_filters({"year": {"$gte": 2020}})
+        {'year': {'$gte': 2020}}
+    """
+    from contextd.errors import InvalidRequest
+    from contextd.store.filters import compile_filter  # imports this module
+
+    try:
+        compile_filter(filters)
+    except InvalidRequest as exc:
+        raise ValueError(exc.detail) from None
+    return filters
+
 SearchMode = Literal["hybrid", "dense", "lexical"]
 
 
 class SearchRequest(_Model):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    top_k: int = Field(default=10, ge=1, le=1_000)
+    top_k: StrictInt = Field(default=10, ge=1, le=1_000)
     filters: dict[str, Any] | None = Field(
         default=None,
         description="Metadata filter: {key: value} for equality, or {key: {op: value}} with "
         "op in $eq, $ne, $gt, $gte, $lt, $lte, $in, $nin, $exists.",
     )
     mode: SearchMode = "hybrid"
+
+    @field_validator("filters")
+    @classmethod
+    def _check_filters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_filters(value)
 
 
 class SearchHit(BaseModel):
@@ -286,7 +409,7 @@ class AssembleRequest(_Model):
     )
     system: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS,
                                description="System prompt; never dropped.")
-    max_tokens: int | None = Field(
+    max_tokens: StrictInt | None = Field(
         default=None, ge=1, le=MAX_BUDGET_TOKENS, description="Prompt token budget."
     )
     model: str | None = Field(
@@ -295,27 +418,33 @@ class AssembleRequest(_Model):
         description="Model name: its context window minus reserve_output_tokens is the budget, "
         "and its tokenizer counts the tokens.",
     )
-    reserve_output_tokens: int = Field(
+    reserve_output_tokens: StrictInt = Field(
         default=1024,
         ge=0,
         le=MAX_BUDGET_TOKENS,
         description="Tokens kept free for the reply when the budget comes from `model`.",
     )
-    top_k: int = Field(default=8, ge=0, le=100, description="Documents to consider; 0 for none.")
+    top_k: StrictInt = Field(default=8, ge=0, le=100,
+                             description="Documents to consider; 0 for none.")
     filters: dict[str, Any] | None = Field(default=None, description="Metadata filter.")
-    history_share: float | None = Field(
+    history_share: StrictFloat | None = Field(
         default=None,
         ge=0.0,
         le=1.0,
         description="Largest share of the budget left after system and query that history "
         "(summary, recent turns, recalled turns) may take; documents get the rest.",
     )
-    recall: bool = Field(
+    recall: StrictBool = Field(
         default=True, description="Bring back evicted turns relevant to the query."
     )
     query_type: str | None = Field(
         default=None, pattern=r"^[a-z0-9_]{1,32}$", description="Label for metrics."
     )
+
+    @field_validator("filters")
+    @classmethod
+    def _check_filters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_filters(value)
 
     @model_validator(mode="after")
     def _check_budget(self) -> AssembleRequest:
@@ -353,6 +482,7 @@ DropReason = Literal[
     "over_budget",
     "history_share",
     "near_duplicate",
+    "orphan_tool_result",
 ]
 
 
@@ -363,7 +493,8 @@ class Dropped(BaseModel):
     reason: DropReason = Field(
         description="over_budget: did not fit the budget left; history_share: did not fit "
         "history's share (a tool call and its results are dropped together); near_duplicate: "
-        "too similar to a chosen chunk.")
+        "too similar to a chosen chunk; orphan_tool_result: a tool result answering no earlier "
+        "tool call, which chat APIs reject.")
     tokens: int = Field(description="Tokens the item would have needed.")
 
 

@@ -25,7 +25,7 @@ CACHE_FILE = "embedding_cache.sqlite3"
 
 def check_namespace(name: str) -> str:
     """`name` if it is a valid namespace name, else InvalidNamespace saying why."""
-    if not isinstance(name, str) or not re.match(NAMESPACE_PATTERN, name):
+    if not isinstance(name, str) or not re.fullmatch(NAMESPACE_PATTERN, name):
         raise InvalidNamespace(
             f"invalid namespace {name!r}: use 1-63 characters of a-z, 0-9, '_' and '-', "
             "starting with a letter or digit"

@@ -33,7 +33,7 @@ from contextd.validation import parse
 
 
 def check_session_id(session_id: str) -> str:
-    if not isinstance(session_id, str) or not re.match(SESSION_PATTERN, session_id):
+    if not isinstance(session_id, str) or not re.fullmatch(SESSION_PATTERN, session_id):
         raise InvalidRequest(
             f"invalid session id {session_id!r}: use 1-128 characters of letters, digits, "
             "'_', '.', ':', '@' and '-', starting with a letter or digit")

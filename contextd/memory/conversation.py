@@ -27,7 +27,7 @@ from contextd.assembler import (
 )
 from contextd.memory.recall import TurnRecaller
 from contextd.memory.summariser import select_lines
-from contextd.memory.window import WindowShares, plan_eviction, tool_groups
+from contextd.memory.window import WindowShares, orphan_tool_results, plan_eviction, tool_groups
 from contextd.models import Dropped
 from contextd.protocols import Summariser
 from contextd.store.sessions import SessionStore, TurnRow
@@ -103,6 +103,12 @@ class ConversationMemory:
         result = HistoryResult(summary_through=state.summary_through)
         turns = state.turns
         messages = [t.message() for t in turns]
+        orphans = set(orphan_tool_results(messages))
+        if orphans:
+            result.dropped.extend(Dropped(kind="turn", id=turns[i].id, reason="orphan_tool_result",
+                                          tokens=turns[i].tokens) for i in sorted(orphans))
+            turns = [t for i, t in enumerate(turns) if i not in orphans]
+            messages = [m for i, m in enumerate(messages) if i not in orphans]
         groups = tool_groups(messages)
         # Turn costs are stored with the turns (recounted upstream for another encoding).
         costs = [t.tokens for t in turns]

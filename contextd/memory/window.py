@@ -3,7 +3,8 @@
 Eviction happens in blocks, down to a fraction of the window's budget, so that the prompt
 prefix (system, summary, recent turns) stays the same for many requests in a row; providers
 discount a repeated prefix. An assistant turn with tool calls and the tool results answering it
-form one group: they are kept or evicted together.
+form one group: they are kept or evicted together. A tool result that answers no earlier call
+is never sent (providers reject it); `orphan_tool_results` finds them.
 
     >>> plan_eviction([10, 10, 10, 10], groups=[0, 1, 2, 3], budget=25, keep_fraction=0.5)
     3
@@ -40,6 +41,22 @@ def tool_groups(messages: Sequence[dict[str, Any]]) -> list[int]:
         for call in message.get("tool_calls") or ():
             open_calls[call["id"]] = current
     return groups
+
+
+def orphan_tool_results(messages: Sequence[dict[str, Any]]) -> list[int]:
+    """Positions of `tool` messages whose tool_call_id answers no assistant tool call before.
+
+    >>> orphan_tool_results([{"role": "tool", "tool_call_id": "c1", "content": "42"}])
+    [0]
+    """
+    calls: set[str] = set()
+    orphans = []
+    for i, message in enumerate(messages):
+        if message.get("role") == "tool" and message.get("tool_call_id") not in calls:
+            orphans.append(i)
+        for call in message.get("tool_calls") or ():
+            calls.add(call["id"])
+    return orphans
 
 
 def plan_eviction(

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from contextd.errors import InvalidRequest
-from contextd.models import METADATA_KEY_PATTERN
+from contextd.models import METADATA_KEY_PATTERN, check_json_scalar
 
 _COMPARISONS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _SCALAR = (str, int, float, bool)
@@ -27,7 +27,7 @@ def compile_filter(filters: dict[str, Any] | None, alias: str = "d") -> tuple[st
     clauses: list[str] = []
     params: list[Any] = []
     for key, condition in filters.items():
-        if not isinstance(key, str) or not re.match(METADATA_KEY_PATTERN, key):
+        if not isinstance(key, str) or not re.fullmatch(METADATA_KEY_PATTERN, key):
             raise InvalidRequest(f"filter key {key!r} is not a valid metadata key")
         field = f"json_extract({alias}.metadata, '$.\"{key}\"')"
         ops = condition if isinstance(condition, dict) else {"$eq": condition}
@@ -79,6 +79,10 @@ def _check_scalar(key: str, op: str, value: Any) -> None:
         raise InvalidRequest(
             f"filter {key!r} {op} needs a string, number or boolean, not {type(value).__name__}"
         )
+    try:
+        check_json_scalar(value, f"filter {key!r} {op} value")
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 def _sql_value(value: Any) -> Any:
