@@ -123,10 +123,10 @@ class DocumentIngestor:
     def delete(self, namespace: str, doc_id: str) -> DeleteResult:
         ns = self.registry.get(namespace)
         with ns.write_lock:
-            removed = ns.store.delete_document(doc_id)
-            if removed is None:
+            result = ns.store.delete_document(doc_id)
+            if result is None:
                 raise DocumentNotFound(f"document {doc_id!r} does not exist in namespace "
                                        f"{namespace!r}")
-            chunk_ids, seq = removed
-            ns.remove_chunks(chunk_ids, seq)
-        return DeleteResult(namespace=namespace, id=doc_id, deleted=True, chunks=len(chunk_ids))
+            ns.apply(result)
+        return DeleteResult(namespace=namespace, id=doc_id, deleted=True,
+                            chunks=len(result.removed_chunk_ids))

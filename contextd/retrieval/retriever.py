@@ -125,6 +125,7 @@ class HybridRetriever:
             return []
         dense: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense") and query_vector is not None:
+            ns.ensure_current()  # another process may have written since this one last looked
             scores, ids = ns.index.search(query_vector, depth, allowed=allowed)
             dense = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
         if mode not in ("hybrid", "lexical"):

@@ -4,14 +4,23 @@ The snapshot is loaded at open and caught up from the change log, or rebuilt fro
 it is missing or does not match. Writes go to SQLite first (durable on return), then to the
 index under the namespace's write lock, so the index applies changes in commit order.
 
+Several processes may share a data directory (a server and a CLI ingest, or several
+servers): every search first checks the change log's latest sequence number (one cheap
+query) and catches the index up to it, so each process sees every committed write; a
+process writes a snapshot only when it is newer than the one on disk, so snapshots never go
+backwards.
+
     >>> ns = NamespaceData.open(Path("indexes/default"), dim=384, model_id="m")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +30,13 @@ import numpy as np
 from contextd.errors import InvalidRequest
 from contextd.store.sessions import SessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
-from contextd.store.vector_index import FaissVectorIndex, SnapshotError
+from contextd.store.vector_index import FaissVectorIndex, SnapshotError, snapshot_seq
 
 log = logging.getLogger("contextd.store")
 
 DB_FILE = "store.sqlite3"
 SNAPSHOT_FILE = "vectors.faiss"
+SNAPSHOT_LOCK = "vectors.lock"
 
 
 @dataclass
@@ -69,31 +79,75 @@ class NamespaceData:
             ns.save_snapshot()
         return ns
 
+    # ----------------------------------------------------------------- freshness
+
+    def ensure_current(self) -> None:
+        """Catch the vector index up to every write committed by any process.
+
+        One query when nothing changed; otherwise the changed chunks are read back from
+        SQLite (or the newer snapshot another process saved is loaded) under the write lock.
+        """
+        if self.store.last_seq() == self.index.seq:
+            return
+        with self.write_lock:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Bring the index to the log's latest sequence (caller holds write_lock)."""
+        for _ in range(3):
+            changes = self.store.changes_since(self.index.seq)
+            if changes is not None:
+                touched, last_seq = changes
+                if touched or last_seq != self.index.seq:
+                    _catch_up(self.store, self.index, touched, last_seq)
+                return
+            # The log was compacted past our index: another process saved a newer snapshot.
+            self.index, _ = _load_or_rebuild(self.store, self.path / SNAPSHOT_FILE,
+                                             self.index.dim, self.settings)
+        self.index = _rebuild(self.store, self.index.dim, self.settings)
+
     # ----------------------------------------------------------------- writes
 
     def apply(self, result: WriteResult) -> None:
-        """Mirror a committed SQLite write into the vector index (caller holds write_lock)."""
-        if result.removed_chunk_ids:
-            self.index.remove(np.asarray(result.removed_chunk_ids, dtype=np.int64), result.seq)
-        if result.added_chunk_ids:
-            self.index.add(np.asarray(result.added_chunk_ids, dtype=np.int64),
-                           result.added_vectors, result.seq)
+        """Mirror a committed SQLite write into the vector index (caller holds write_lock).
+
+        When another process wrote since the index last caught up, the write is applied by
+        catching up from the log instead, so the index never skips a change."""
+        if self.index.seq != result.seq_before:
+            self._catch_up()
+        else:
+            if result.removed_chunk_ids:
+                self.index.remove(np.asarray(result.removed_chunk_ids, dtype=np.int64),
+                                  result.seq)
+            if result.added_chunk_ids:
+                self.index.add(np.asarray(result.added_chunk_ids, dtype=np.int64),
+                               result.added_vectors, result.seq)
+            if not (result.removed_chunk_ids or result.added_chunk_ids):
+                self._catch_up()
         self.unsaved += len(result.removed_chunk_ids) + len(result.added_chunk_ids)
         if self.unsaved >= self.settings.snapshot_every:
             self.save_snapshot()
 
-    def remove_chunks(self, chunk_ids: list[int], seq: int) -> None:
-        if chunk_ids:
-            self.index.remove(np.asarray(chunk_ids, dtype=np.int64), seq)
-        self.unsaved += len(chunk_ids)
-        if self.unsaved >= self.settings.snapshot_every:
-            self.save_snapshot()
-
     def save_snapshot(self) -> None:
-        with self.write_lock:
-            self.index.save(self.path / SNAPSHOT_FILE)
-            self.store.compact_changes(self.index.seq)
+        """Write the index as the namespace's snapshot unless the one on disk is as new.
+
+        A file lock serialises snapshot writes of all processes on this directory."""
+        with self.write_lock, self._snapshot_lock():
+            path = self.path / SNAPSHOT_FILE
+            on_disk = snapshot_seq(path)
+            if on_disk is None or on_disk < self.index.seq:
+                self.index.save(path)
+                self.store.compact_changes(self.index.seq)
             self.unsaved = 0
+
+    @contextmanager
+    def _snapshot_lock(self) -> Iterator[None]:
+        with open(self.path / SNAPSHOT_LOCK, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self.write_lock:
@@ -119,7 +173,10 @@ def _load_or_rebuild(
     try:
         index = FaissVectorIndex.load(snapshot, dim, approximate_above=settings.approximate_above,
                                       target_recall=settings.approximate_recall)
-        touched, last_seq = store.changes_since(index.seq)
+        changes = store.changes_since(index.seq)
+        if changes is None:
+            raise SnapshotError(f"snapshot holds seq {index.seq}, older than the change log")
+        touched, last_seq = changes
         if index.seq > last_seq:
             raise SnapshotError(f"snapshot holds seq {index.seq}, past the store's {last_seq}")
         if touched:
@@ -145,7 +202,7 @@ def _catch_up(store: SqliteStore, index: FaissVectorIndex, touched: set[int], se
 
 
 def _rebuild(store: SqliteStore, dim: int, settings: IndexSettings) -> FaissVectorIndex:
-    _, last_seq = store.changes_since(0)
+    last_seq = store.last_seq()
     index = FaissVectorIndex(dim, approximate_above=settings.approximate_above, seq=last_seq,
                              target_recall=settings.approximate_recall)
     for ids, vectors in store.all_vectors():

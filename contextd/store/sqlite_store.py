@@ -61,6 +61,7 @@ class WriteResult:
     added_chunk_ids: list[int]
     added_vectors: np.ndarray
     seq: int
+    seq_before: int  # the log's sequence when this write began (under the write lock)
 
 
 def vector_blob(vector: np.ndarray) -> bytes:
@@ -82,8 +83,10 @@ class SqliteStore:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
-        self._term_counts: dict[str, int] = {}
-        self._chunk_count: int | None = None
+        # Keyed by the change-log sequence they were read at, so a write by any process
+        # (which moves the sequence) makes them miss instead of needing invalidation.
+        self._term_counts: tuple[int, dict[str, int]] = (-1, {})
+        self._chunk_count: tuple[int, int] = (-1, 0)
 
     # ----------------------------------------------------------------- connections
 
@@ -150,6 +153,7 @@ class SqliteStore:
         added: list[int] = []
         vectors: list[np.ndarray] = []
         with self.transaction() as tx:
+            seq_before = self._last_seq(tx)
             for doc in docs:
                 removed.extend(
                     r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc.id,))
@@ -174,21 +178,21 @@ class SqliteStore:
                     added.append(int(cur.lastrowid or 0))
                     vectors.append(chunk.embedding)
             seq = self._last_seq(tx)
-        self._forget_counts()
         matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
-        return WriteResult(removed, added, matrix, seq)
+        return WriteResult(removed, added, matrix, seq, seq_before)
 
-    def delete_document(self, doc_id: str) -> tuple[list[int], int] | None:
-        """Remove a document and its chunks; (removed chunk ids, seq), or None if absent."""
+    def delete_document(self, doc_id: str) -> WriteResult | None:
+        """Remove a document and its chunks, or None if absent."""
         with self.transaction() as tx:
             if tx.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
                 return None
+            seq_before = self._last_seq(tx)
             removed = [r[0] for r in tx.execute("SELECT id FROM chunks WHERE doc_id = ?",
                                                 (doc_id,))]
             tx.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             tx.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
-            self._forget_counts()
-            return removed, self._last_seq(tx)
+            return WriteResult(removed, [], np.zeros((0, 0), np.float32), self._last_seq(tx),
+                               seq_before)
 
     def get_document(self, doc_id: str) -> dict[str, Any] | None:
         row = self.reader().execute(
@@ -249,26 +253,32 @@ class SqliteStore:
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def term_documents(self, term: str) -> int:
-        """How many chunks contain `term` (after stemming); cached until the next write."""
-        count = self._term_counts.get(term)
+        """How many chunks contain `term` (after stemming); cached per change-log sequence."""
+        seq = self.last_seq()
+        cached_seq, counts = self._term_counts
+        if cached_seq != seq or len(counts) > 100_000:
+            counts = {}
+            self._term_counts = (seq, counts)
+        count = counts.get(term)
         if count is None:
             count = self.reader().execute(
                 "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',)
             ).fetchone()[0]
-            if len(self._term_counts) > 100_000:
-                self._term_counts.clear()
-            self._term_counts[term] = count
+            counts[term] = count
         return int(count)
 
     def chunk_count(self) -> int:
-        if self._chunk_count is None:
-            self._chunk_count = int(
-                self.reader().execute("SELECT count(*) FROM chunks").fetchone()[0])
-        return self._chunk_count
+        """Chunks in the namespace; cached per change-log sequence."""
+        seq = self.last_seq()
+        cached_seq, count = self._chunk_count
+        if cached_seq != seq:
+            count = int(self.reader().execute("SELECT count(*) FROM chunks").fetchone()[0])
+            self._chunk_count = (seq, count)
+        return count
 
-    def _forget_counts(self) -> None:
-        self._term_counts = {}
-        self._chunk_count = None
+    def last_seq(self) -> int:
+        """The change log's latest sequence number, as committed by any process."""
+        return self._last_seq(self.reader())
 
     def lexical_search(
         self, match: str, k: int, filters: dict[str, Any] | None = None,
@@ -304,12 +314,22 @@ class SqliteStore:
             yield ids, np.vstack([blob_vector(r[1]) for r in rows])
             last = int(ids[-1])
 
-    def changes_since(self, seq: int) -> tuple[set[int], int]:
-        """Chunk ids touched after `seq`, and the last seq."""
+    def changes_since(self, seq: int) -> tuple[set[int], int] | None:
+        """Chunk ids touched after `seq` and the last seq, read in one snapshot of the store;
+        None when the log no longer holds every change after `seq` (another process saved a
+        newer snapshot and compacted the log: load that snapshot instead)."""
         conn = self.reader()
-        touched = {r[0] for r in conn.execute(
-            "SELECT DISTINCT chunk_id FROM changes WHERE seq > ?", (seq,))}
-        return touched, self._last_seq(conn)
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute(
+                "SELECT value FROM meta WHERE key = 'changes_compacted_through'").fetchone()
+            if row is not None and int(row[0]) > seq:
+                return None
+            touched = {r[0] for r in conn.execute(
+                "SELECT DISTINCT chunk_id FROM changes WHERE seq > ?", (seq,))}
+            return touched, self._last_seq(conn)
+        finally:
+            conn.execute("COMMIT")
 
     def existing_chunk_vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         rows = {i: r.embedding for i, r in self.chunks(list(ids)).items()}
@@ -318,9 +338,16 @@ class SqliteStore:
         return keys, vectors
 
     def compact_changes(self, upto: int) -> None:
-        """Forget change-log rows a saved snapshot already holds."""
+        """Forget change-log rows a saved snapshot already holds, and record how far the log
+        was compacted, so a process whose index is older reloads the snapshot instead."""
         with self.transaction() as tx:
+            row = tx.execute(
+                "SELECT value FROM meta WHERE key = 'changes_compacted_through'").fetchone()
+            if row is not None and int(row[0]) >= upto:
+                return
             tx.execute("DELETE FROM changes WHERE seq <= ?", (upto,))
+            tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES "
+                       "('changes_compacted_through', ?)", (str(upto),))
 
     @staticmethod
     def _last_seq(conn: sqlite3.Connection) -> int:

@@ -347,6 +347,23 @@ class FaissVectorIndex:
             self._nprobe, self._measured_recall = nprobe, recall
 
 
+def snapshot_seq(path: Path) -> int | None:
+    """The sequence number a snapshot file holds, read from its header; None if unreadable.
+
+        >>> snapshot_seq(Path("/nonexistent.faiss")) is None
+        True
+    """
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(_MAGIC)) != _MAGIC:
+                return None
+            (header_len,) = struct.unpack("<I", f.read(4))
+            seq = json.loads(f.read(header_len)).get("seq")
+    except (OSError, ValueError, struct.error, AttributeError):
+        return None
+    return seq if isinstance(seq, int) else None
+
+
 def _ptr(array: np.ndarray) -> Any:
     import faiss
 
