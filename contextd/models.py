@@ -437,6 +437,9 @@ class AssembleRequest(_Model):
     recall: StrictBool = Field(
         default=True, description="Bring back evicted turns relevant to the query."
     )
+    previous_prefix_digest: str | None = Field(
+        default=None, max_length=64, description="The prefix_digest of this session's "
+        "previous response, to learn whether the stable prefix changed (prefix_unchanged).")
     query_type: str | None = Field(
         default=None, pattern=r"^[a-z0-9_]{1,32}$", description="Label for metrics."
     )
@@ -512,10 +515,16 @@ class AssembleResponse(BaseModel):
     recalled_turn_ids: list[str] = Field(description="Evicted turns brought back for this query.")
     summary_through: int = Field(description="Last turn seq covered by the included summary.")
     dropped: list[Dropped] = Field(description="What was left out, and why.")
+    prefix_digest: str | None = Field(
+        default=None,
+        description="Digest of the stable prefix (system prompt, summary, recent turns): the "
+        "same on every replica for the same prefix; send it back as previous_prefix_digest. "
+        "Null without a session.")
     prefix_unchanged: bool | None = Field(
         default=None,
-        description="True when the stable prefix (system, summary, recent turns) is the same "
-        "as in the previous request of this session; null without a session.",
+        description="True when the stable prefix is the one named by the request's "
+        "previous_prefix_digest (a provider's prompt cache will hit); null when the request "
+        "sent none or has no session.",
     )
     warnings: list[str] = Field(
         default_factory=list, description="Caveats, e.g. approximate counts for a model "

@@ -9,9 +9,7 @@ Priority is fixed: the system prompt and the query are never dropped; history co
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from contextd.memory.conversation import (
 from contextd.models import (
     AssembleRequest,
     AssembleResponse,
+    ChatMessage,
     Dropped,
     OutputMessage,
     Usage,
@@ -39,6 +38,7 @@ from contextd.retrieval.ranker import Ranker
 from contextd.retrieval.retriever import Candidate, Retriever
 from contextd.sessions import SessionService, parse_messages
 from contextd.settings import Settings
+from contextd.store.sessions import TurnRow
 from contextd.timings import timed
 from contextd.tokens import (
     REPLY_PRIMING,
@@ -77,24 +77,6 @@ def resolve_budget(req: AssembleRequest, default_encoding: str) -> Budget:
     return Budget(min(limits), counter_for_model(req.model, default_encoding), warnings)
 
 
-class PrefixTracker:
-    """Remembers each session's last stable prefix, to report whether it changed."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._last: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._lock = threading.Lock()
-        self._capacity = capacity
-
-    def unchanged(self, key: tuple[str, str], digest: str) -> bool:
-        with self._lock:
-            previous = self._last.get(key)
-            self._last[key] = digest
-            self._last.move_to_end(key)
-            while len(self._last) > self._capacity:
-                self._last.popitem(last=False)
-        return previous == digest
-
-
 class AssemblePipeline:
     def __init__(
         self, settings: Settings, registry: NamespaceRegistry, retriever: Retriever,
@@ -108,24 +90,25 @@ class AssemblePipeline:
         self.memory = memory
         self.sessions = sessions
         self.embed_query_async = embed_query_async
-        self.prefixes = PrefixTracker()
 
     def run(self, req: AssembleRequest) -> AssembleResponse:
+        """Assemble `req`. A pure read of the stored state, except for appending the request's
+        own `messages` to its session, which happens only once the request is known to be
+        answerable (valid, within budget), so a rejected request stores nothing."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
         with timed(timings, "budget"):
             budget = resolve_budget(req, self.settings.encoding)
             counter = budget.counter
         ns = self.registry.get(req.namespace)
-        state = self._history_state(req, counter)
-        query = req.query.strip()
+        new_messages = parse_messages(req.messages or [])
+        query, query_from_history = req.query.strip(), False
         if not query:
-            last = state.turns[-1] if state.turns else None
+            last = self._last_message(req, new_messages)
             if last is None or last.role != "user" or not (last.content or "").strip():
                 raise InvalidRequest("query is empty and the history does not end with a user "
                                      "message: send a query")
-            query = (last.content or "").strip()
-            state.turns = state.turns[:-1]
+            query, query_from_history = (last.content or "").strip(), True
 
         fixed = [{"role": "system", "content": req.system}] if req.system else []
         query_message = {"role": "user", "content": query}
@@ -139,6 +122,13 @@ class AssemblePipeline:
         room = budget.tokens - required
         share = req.history_share if req.history_share is not None else self.settings.history_share
         history_budget = int(room * share)
+
+        if req.session_id is not None and new_messages:
+            # The one write an assemble makes, and only on request: the caller's new turns.
+            self.sessions.append(req.namespace, req.session_id, new_messages)
+        state = self._history_state(req, new_messages, counter, history_budget)
+        if query_from_history and state.turns:
+            state.turns = state.turns[:-1]
 
         vector = None
         needs_vector = req.top_k > 0 or (req.recall and state.sessions is not None and (
@@ -177,15 +167,24 @@ class AssemblePipeline:
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return response
 
-    def _history_state(self, req: AssembleRequest, counter: TiktokenCounter) -> HistoryState:
+    def _last_message(self, req: AssembleRequest,
+                      new_messages: list[ChatMessage]) -> ChatMessage | TurnRow | None:
+        """The message an empty query stands for: the last new one, else the last stored."""
+        if new_messages:
+            return new_messages[-1]
         if req.session_id is None:
-            messages = parse_messages(req.messages or [])
+            return None
+        turns = self.sessions.state(req.namespace, req.session_id).turns
+        return turns[-1] if turns else None
+
+    def _history_state(self, req: AssembleRequest, new_messages: list[ChatMessage],
+                       counter: TiktokenCounter, history_budget: int) -> HistoryState:
+        if req.session_id is None:
             return HistoryState(turns=ephemeral_turns(
-                [m.openai() | {"id": m.id, "timestamp": m.timestamp} for m in messages],
+                [m.openai() | {"id": m.id, "timestamp": m.timestamp} for m in new_messages],
                 counter))
-        if req.messages:
-            self.sessions.append(req.namespace, req.session_id, req.messages)
-        state = self.sessions.state(req.namespace, req.session_id)
+        state = self.sessions.state(req.namespace, req.session_id,
+                                    whole_within=history_budget)
         if counter.encoding_name != self.settings.encoding:
             state.turns = [t.__class__(**{**t.__dict__, "tokens": message_tokens(
                 t.message(), counter)}) for t in state.turns]
@@ -246,12 +245,16 @@ class AssemblePipeline:
                          truncated=p.truncated, title=p.item.payload.chunk.title)
             for n, p in enumerate(sorted(block.items, key=lambda p: p.item.order), start=1)
         ]
-        prefix_unchanged = None
+        # The stable prefix is named by a digest of its content, not remembered per process:
+        # any replica computes the same digest for the same prefix, and a caller compares it
+        # with the one it was given last time.
+        prefix_digest = prefix_unchanged = None
         if req.session_id is not None:
-            digest = hashlib.blake2b(repr((
-                fixed, history.summary_message, [t.id for t in history.window]
+            prefix_digest = hashlib.blake2b(repr((
+                fixed, history.summary_message, history.window_messages
             )).encode(), digest_size=16).hexdigest()
-            prefix_unchanged = self.prefixes.unchanged((req.namespace, req.session_id), digest)
+            if req.previous_prefix_digest is not None:
+                prefix_unchanged = prefix_digest == req.previous_prefix_digest
         return AssembleResponse(
             namespace=req.namespace, session_id=req.session_id, model=req.model,
             encoding=counter.encoding_name,
@@ -259,7 +262,7 @@ class AssemblePipeline:
             documents=used, history_turn_ids=[t.id for t in history.window],
             recalled_turn_ids=[t.id for t in history.recalled],
             summary_through=history.summary_through if history.summary_message else 0,
-            dropped=dropped, prefix_unchanged=prefix_unchanged, warnings=budget.warnings,
+            dropped=dropped, prefix_digest=prefix_digest, prefix_unchanged=prefix_unchanged, warnings=budget.warnings,
             timings_ms={})
 
 

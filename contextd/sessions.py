@@ -96,9 +96,17 @@ class SessionService:
         writes = self.turn_writes(parsed)
         ns = self.registry.get_or_create(namespace)
         rows = ns.sessions.append(session_id, writes)
+        self.compact(namespace, session_id)
         total = ns.sessions.session(session_id)
         return AppendResult(namespace=namespace, session_id=session_id, appended=len(rows),
                             turn_ids=[r.id for r in rows], turns=total.turns if total else 0)
+
+    def compact(self, namespace: str, session_id: str) -> int:
+        """Fold the session's oldest turns into its summary once they outgrow the session's
+        window target; runs at the end of every append, never on the assemble path."""
+        state = self.state(namespace, session_id)
+        return self.memory.compact(state, self.settings.session_window_tokens,
+                                   self.settings.summary_max_tokens, self.counter)
 
     def turn_writes(self, messages: Sequence[ChatMessage]) -> list[TurnWrite]:
         texts = [turn_embedding_text(m) for m in messages if m.content]
@@ -119,18 +127,26 @@ class SessionService:
                 tokens=message_tokens(plain, self.counter), embedding=vector))
         return writes
 
-    def state(self, namespace: str, session_id: str) -> HistoryState:
-        """The session's unsummarised turns and summary."""
+    def state(self, namespace: str, session_id: str,
+              whole_within: int | None = None) -> HistoryState:
+        """The session's unsummarised turns and summary, read only.
+
+        With `whole_within`, a session whose every turn fits that many tokens comes whole and
+        without its summary: compaction never hides turns from a budget that can hold them.
+        """
         ns = self.registry.get(namespace)
         row = ns.sessions.session(session_id)
         if row is None:
             raise SessionNotFound(
                 f"session {session_id!r} does not exist in namespace {namespace!r}: send "
                 "messages with the request, or append them first, to start it")
+        whole = whole_within is not None and row.tokens <= whole_within
+        through = 0 if whole else row.summary_through
         return HistoryState(
-            turns=ns.sessions.turns(session_id, after_seq=row.summary_through),
-            summary=row.summary, summary_through=row.summary_through,
-            namespace=namespace, sessions=ns.sessions, session_id=session_id)
+            turns=ns.sessions.turns(session_id, after_seq=through),
+            summary=None if whole else row.summary, summary_through=through,
+            namespace=namespace, sessions=ns.sessions, session_id=session_id,
+            generation=row.created_at)
 
     def get(self, namespace: str, session_id: str) -> SessionInfo:
         check_session_id(session_id)
@@ -151,5 +167,5 @@ class SessionService:
         if not ns.sessions.delete(session_id):
             raise SessionNotFound(f"session {session_id!r} does not exist in namespace "
                                   f"{namespace!r}")
-        self.memory.recaller.cache.forget((namespace, session_id))
+        self.memory.recaller.cache.forget(namespace, session_id)
         return True

@@ -67,9 +67,20 @@ class Settings(BaseModel):
                                  "for the running summary once turns have been evicted.")
     recall_share: float = Field(0.35, ge=0, le=1, description="Share of the history budget for "
                                 "recalled old turns once turns have been evicted.")
-    window_keep_fraction: float = Field(0.6, gt=0, le=1, description="An eviction leaves the "
-                                        "recent window at this fraction of its budget, so "
-                                        "evictions come in blocks.")
+    session_window_tokens: int = Field(2_000, ge=16, le=1_000_000, description="Compaction "
+                                       "target of every session: once its unsummarised turns "
+                                       "pass this many tokens, an append folds the oldest into "
+                                       "the running summary (down to window_keep_fraction of "
+                                       "it). Independent of any request's budget; assemble "
+                                       "never compacts.")
+    summary_max_tokens: int = Field(400, ge=16, le=100_000, description="Largest running "
+                                    "summary a compaction stores, in tokens; a request fits "
+                                    "it to its own summary share.")
+    window_keep_fraction: float = Field(0.6, gt=0, le=1, description="A compaction leaves "
+                                        "the unsummarised turns at this fraction of "
+                                        "session_window_tokens, so compactions come in "
+                                        "blocks and the prompt prefix stays stable between "
+                                        "them.")
     min_partial_tokens: int = Field(48, ge=1, description="Smallest useful leading part of a "
                                     "document that is cut to fit.")
     approximate_above: int = Field(200_000, ge=1, description="Vectors in a namespace above "

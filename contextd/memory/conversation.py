@@ -1,9 +1,13 @@
 """History assembly: recent window + running summary + recalled turns, within a budget.
 
-While the whole history fits its budget it is sent verbatim. Once it does not, the oldest
-turns leave the window in blocks and are folded into the running summary (stored with the
-session, updated only at these checkpoints), and turns evicted earlier come back when they
-are relevant to the current query.
+Two steps, at different times:
+- compaction, when turns are appended (`compact`): once a session's unsummarised turns
+  outgrow its window target (`session_window_tokens`, a setting, not any request's budget),
+  the oldest leave in blocks and fold into the running summary stored with the session;
+- assembly (`build`), a pure read: while the whole history fits the request's budget it is
+  sent verbatim; once it does not, the newest turns that fit form the window, the summary is
+  fitted to its share, and earlier turns relevant to the query come back. A small budget
+  selects from the stored state without changing it.
 
     >>> memory = ConversationMemory(ExtractiveSummariser(), TurnRecaller())
     >>> result = memory.build(state, budget=2000, query="...", ...)  # doctest: +SKIP
@@ -46,6 +50,7 @@ class HistoryState:
     namespace: str | None = None
     sessions: SessionStore | None = None  # None: ephemeral history, nothing persisted
     session_id: str | None = None
+    generation: float = 0.0  # the session's creation time: a recreated session differs
 
 
 @dataclass
@@ -60,7 +65,6 @@ class HistoryResult:
     recalled_message: dict[str, str] | None = None
     recalled_tokens: int = 0
     dropped: list[Dropped] = field(default_factory=list)
-    evicted: int = 0
 
     @property
     def tokens(self) -> int:
@@ -92,9 +96,39 @@ class ConversationMemory:
     summariser: Summariser
     recaller: TurnRecaller
     shares: WindowShares = field(default_factory=WindowShares)
-    # Called after an eviction is stored: (state, evicted turns, new summary, previous
-    # summary, summary budget). The LLM summary refiner hooks in here.
+    # Called after a compaction is stored: (state, folded turns, new summary, previous
+    # summary, summary budget). The LLM summary refiner hooks in here, off the request path.
     on_evict: Callable[[HistoryState, list[TurnRow], str, str | None, int], None] | None = None
+
+    def compact(self, state: HistoryState, window_tokens: int, summary_tokens: int,
+                counter: TiktokenCounter) -> int:
+        """Fold the oldest unsummarised turns into the summary once they outgrow
+        `window_tokens`, down to `keep_fraction` of it; the number of turns folded.
+
+        The summary is stored only if no other writer moved it first (a conditional update),
+        so concurrent appends fold each turn once."""
+        turns = state.turns
+        costs = [t.tokens for t in turns]
+        evict = plan_eviction(costs, tool_groups([t.message() for t in turns]), window_tokens,
+                              self.shares.keep_fraction)
+        if not evict:
+            return 0
+        evicted = turns[:evict]
+        summary = self.summariser.summarise(
+            state.summary, [format_turn(t) for t in evicted], summary_tokens, counter)
+        through = evicted[-1].seq
+        if state.sessions is None or state.session_id is None:
+            return 0
+        stored = state.sessions.update_summary(
+            state.session_id, summary, through, counter.count(summary),
+            expected_through=state.summary_through)
+        if not stored:
+            log.info("session %s: summary moved concurrently; left to that writer",
+                     state.session_id)
+            return 0
+        if self.on_evict is not None:
+            self.on_evict(state, evicted, summary, state.summary, summary_tokens)
+        return evict
 
     def build(
         self, state: HistoryState, budget: int, query: str, query_vector: np.ndarray | None,
@@ -116,18 +150,8 @@ class ConversationMemory:
         window_budget = budget
         if overflow:
             window_budget = int(budget * (1 - self.shares.summary - self.shares.recall))
-            evict = plan_eviction(costs, groups, window_budget, self.shares.keep_fraction)
-            if evict:
-                self._evict(state, turns[:evict], int(budget * self.shares.summary), counter)
-                result.evicted = evict
-                turns, messages = turns[evict:], messages[evict:]
-                groups, costs = groups[evict:], costs[evict:]
-        result.summary_through = state.summary_through
 
         start = newest_groups(costs, groups, window_budget)
-        for turn, cost in zip(turns[:start], costs[:start], strict=True):
-            result.dropped.append(Dropped(kind="turn", id=turn.id, reason="history_share",
-                                          tokens=cost))
         result.window = turns[start:]
         result.window_messages = messages[start:]
         result.window_tokens = sum(costs[start:])
@@ -140,24 +164,12 @@ class ConversationMemory:
             room = budget - result.window_tokens - result.summary_tokens
             self._add_recalled(result, state, query, query_vector, first_window_seq - 1,
                                room, counter)
+        recalled = {t.seq for t in result.recalled}
+        result.dropped.extend(
+            Dropped(kind="turn", id=turn.id, reason="history_share", tokens=cost)
+            for turn, cost in zip(turns[:start], costs[:start], strict=True)
+            if turn.seq not in recalled)
         return result
-
-    def _evict(
-        self, state: HistoryState, evicted: list[TurnRow], cap: int, counter: TiktokenCounter
-    ) -> None:
-        summary = self.summariser.summarise(
-            state.summary, [format_turn(t) for t in evicted], cap, counter)
-        through = evicted[-1].seq
-        if state.sessions is not None and state.session_id is not None:
-            stored = state.sessions.update_summary(
-                state.session_id, summary, through, counter.count(summary),
-                expected_through=state.summary_through)
-            if not stored:
-                log.info("session %s: summary moved concurrently; using this request's own",
-                         state.session_id)
-            if stored and self.on_evict is not None:
-                self.on_evict(state, evicted, summary, state.summary, cap)
-        state.summary, state.summary_through = summary, through
 
     def _add_summary(
         self, result: HistoryResult, summary: str, budget: int, counter: TiktokenCounter
@@ -185,7 +197,7 @@ class ConversationMemory:
     ) -> None:
         assert state.sessions is not None and state.session_id is not None
         hits = self.recaller.recall(state.namespace or "", state.sessions, state.session_id,
-                                    query, query_vector, max_seq)
+                                    query, query_vector, max_seq, state.generation)
         if not hits or room <= 0:
             return
         rows = state.sessions.turns_by_seq(state.session_id, [seq for seq, _ in hits])

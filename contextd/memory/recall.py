@@ -2,7 +2,9 @@
 
 Turn embeddings are computed when turns are appended, never here; the session's vectors are
 kept in a small in-memory cache that grows with appends, so a query costs one matrix-vector
-product and one FTS5 lookup.
+product and one FTS5 lookup. The cache is keyed by the session's creation time as well as its
+id, and a session only grows until it is deleted, so what another process appended or
+deleted can never be served stale: new turns are read on use, a recreated session is a new key.
 
     >>> recaller = TurnRecaller()
     >>> hits = recaller.recall("default", sessions, "s1", "when?", vector, max_seq=240)
@@ -33,10 +35,11 @@ class TurnVectorCache:
     """LRU of per-session turn vectors, extended with turns appended since last use."""
 
     capacity: int = 256
-    _entries: OrderedDict[tuple[str, str], _SessionVectors] = field(default_factory=OrderedDict)
+    _entries: OrderedDict[tuple[str, str, float], _SessionVectors] = field(
+        default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, key: tuple[str, str], sessions: SessionStore) -> _SessionVectors:
+    def get(self, key: tuple[str, str, float], sessions: SessionStore) -> _SessionVectors:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
@@ -55,9 +58,11 @@ class TurnVectorCache:
                 self._entries.popitem(last=False)
         return entry
 
-    def forget(self, key: tuple[str, str]) -> None:
+    def forget(self, namespace: str, session_id: str) -> None:
+        """Drop a deleted session's vectors (memory only: keys already tell sessions apart)."""
         with self._lock:
-            self._entries.pop(key, None)
+            for key in [k for k in self._entries if k[:2] == (namespace, session_id)]:
+                del self._entries[key]
 
     def forget_namespace(self, namespace: str) -> None:
         with self._lock:
@@ -76,14 +81,14 @@ class TurnRecaller:
 
     def recall(
         self, namespace: str, sessions: SessionStore, session_id: str, query: str,
-        query_vector: np.ndarray | None, max_seq: int,
+        query_vector: np.ndarray | None, max_seq: int, generation: float = 0.0,
     ) -> list[tuple[int, float]]:
         """(turn seq, fused score) of relevant turns with seq <= max_seq, best first."""
         if max_seq <= 0:
             return []
         dense: list[int] = []
         if query_vector is not None:
-            entry = self.cache.get((namespace, session_id), sessions)
+            entry = self.cache.get((namespace, session_id, generation), sessions)
             if len(entry.seqs):
                 upto = int(np.searchsorted(entry.seqs, max_seq, side="right"))
                 if upto:

@@ -62,6 +62,8 @@ class SessionRow:
     summary_through: int
     summary_tokens: int
     turns: int
+    tokens: int = 0  # of every turn as a chat message, in the default encoding
+    created_at: float = 0.0  # tells a recreated session with the same id from the old one
 
 
 _TURN_COLUMNS = "seq, id, role, content, name, tool_calls, tool_call_id, ts, tokens"
@@ -79,8 +81,9 @@ class SessionStore:
     def session(self, session_id: str) -> SessionRow | None:
         row = self.store.reader().execute(
             "SELECT s.id, s.summary, s.summary_through, s.summary_tokens, "
-            "(SELECT count(*) FROM turns t WHERE t.session_id = s.id) "
-            "FROM sessions s WHERE s.id = ?",
+            "(SELECT count(*) FROM turns t WHERE t.session_id = s.id), "
+            "(SELECT coalesce(sum(tokens), 0) FROM turns t WHERE t.session_id = s.id), "
+            "s.created_at FROM sessions s WHERE s.id = ?",
             (session_id,),
         ).fetchone()
         return SessionRow(*row) if row else None
@@ -100,7 +103,7 @@ class SessionStore:
             ).fetchone()[0]
             for turn in turns:
                 seq += 1
-                turn_id = turn.id or f"turn-{seq}"
+                turn_id = turn.id or self._free_id(tx, session_id, f"turn-{seq}")
                 if tx.execute("SELECT 1 FROM turns WHERE session_id = ? AND id = ?",
                               (session_id, turn_id)).fetchone():
                     raise Conflict(
@@ -118,6 +121,16 @@ class SessionStore:
                 rows.append(TurnRow(seq, turn_id, turn.role, turn.content, turn.name,
                                     turn.tool_calls, turn.tool_call_id, turn.ts, turn.tokens))
         return rows
+
+    @staticmethod
+    def _free_id(tx: Any, session_id: str, wanted: str) -> str:
+        """`wanted`, or `wanted-2`, `wanted-3`... when a caller already chose that id."""
+        candidate, n = wanted, 1
+        while tx.execute("SELECT 1 FROM turns WHERE session_id = ? AND id = ?",
+                         (session_id, candidate)).fetchone():
+            n += 1
+            candidate = f"{wanted}-{n}"
+        return candidate
 
     def turns(self, session_id: str, after_seq: int = 0) -> list[TurnRow]:
         return [_turn(r) for r in self.store.reader().execute(

@@ -67,13 +67,21 @@ def test_prefix_is_stable_between_checkpoints(make_engine) -> None:
     engine = make_engine()
     engine.append_messages("s", chat(30))
     stable = []
+    digest = None
     for i in range(30, 130, 2):
         engine.append_messages("s", chat(2, start=i))
-        r = engine.assemble(query="how was the film?", max_tokens=900, session_id="s", top_k=0)
+        r = engine.assemble(query="how was the film?", max_tokens=900, session_id="s", top_k=0,
+                            previous_prefix_digest=digest)
         stable.append(r.prefix_unchanged)
-    # New turns change the window each time; only repeated identical requests keep it.
-    again = engine.assemble(query="how was the film?", max_tokens=900, session_id="s", top_k=0)
+        digest = r.prefix_digest
+    # New turns change the window each time; only repeated identical requests keep it, and
+    # a second engine (another replica) names the same prefix with the same digest.
+    again = engine.assemble(query="how was the film?", max_tokens=900, session_id="s", top_k=0,
+                            previous_prefix_digest=digest)
     assert again.prefix_unchanged is True
+    other = make_engine(engine.settings.data_dir)
+    assert other.assemble(query="how was the film?", max_tokens=900, session_id="s", top_k=0,
+                          previous_prefix_digest=digest).prefix_unchanged is True
     assert stable.count(True) == 0
 
 
