@@ -40,8 +40,9 @@ def parse_longmemeval_date(text: str) -> datetime | None:
     match = _DATE.match(str(text))
     if match is None:
         return None
+    year, month, day, hour, minute = (int(g) for g in match.groups())
     try:
-        return datetime(*(int(g) for g in match.groups()))
+        return datetime(year, month, day, hour, minute)
     except ValueError:
         return None
 
@@ -67,7 +68,8 @@ def longmemeval_conversations(raw: list[Any], path: str | Path) -> list[Conversa
 
 def _need(value: Any, kind: type, where: str, what: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
-        noun = {str: "a string", list: "a list", dict: "an object"}.get(kind, kind.__name__)
+        nouns: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+        noun = nouns.get(kind, kind.__name__)
         raise InvalidRequest(f"{where}: {what} is missing or not {noun}")
     return value
 
