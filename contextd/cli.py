@@ -113,21 +113,42 @@ def cmd_eval_conversations(args: argparse.Namespace) -> int:
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     if not budgets or min(budgets) <= 0:
         raise InvalidRequest("--budgets needs positive token counts, e.g. 1000,2000,4000")
+    if args.limit is not None and args.limit <= 0:
+        raise InvalidRequest("--limit needs a positive number of conversations, e.g. 20")
     with _engine(args) as engine:
-        report = run_conversations(engine, args.file, budgets, progress=not args.quiet)
+        report = run_conversations(engine, args.file, budgets, progress=not args.quiet,
+                                   layout=args.format, limit=args.limit)
     _write_report(report, args.out)
-    print("| budget | evidence recall | last-turns baseline | answer contained | baseline "
-          "contained | tokens | p50 ms | p95 ms | memory p50 ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"{report['layout']}: {report['conversations']} of "
+          f"{report['conversations_available']} conversations, {report['questions']} "
+          f"questions ({report['skipped_questions']} skipped)")
+    losses = report["monotonicity_losses"]
+    print("| budget | evidence recall | plain turn baseline | last turns | answer contained | "
+          "baseline contained | last turns contained | tokens | baseline tokens | "
+          "assemble p50 / p95 ms | memory p50 / p95 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in [*report["budgets"].items(), ("overall", report["overall"])]:
-        b = r["last_turns_baseline"]
-        print(f"| {name} | {r['evidence_recall']:.3f} | {b['evidence_recall']:.3f} | "
-              f"{r['answer_contained']:.3f} | {b['answer_contained']:.3f} | "
-              f"{r['tokens_mean']} | {r['latency_ms']['p50']} | {r['latency_ms']['p95']} | "
-              f"{r['memory_ms']['p50']} |")
+        t, b = r["turn_baseline"], r["last_turns_baseline"]
+        print(f"| {name} | {r['evidence_recall']:.3f} | {t['evidence_recall']:.3f} | "
+              f"{b['evidence_recall']:.3f} | {r['answer_contained']:.3f} | "
+              f"{t['answer_contained']:.3f} | {b['answer_contained']:.3f} | "
+              f"{r['tokens_mean']} | {t['tokens_mean']} | "
+              f"{r['latency_ms']['p50']} / {r['latency_ms']['p95']} | "
+              f"{r['memory_ms']['p50']} / {r['memory_ms']['p95']} |")
+    print("\n| kind | budget | questions | evidence recall | plain turn baseline | last turns |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, r in report["budgets"].items():
+        for kind, k in r["by_category"].items():
+            print(f"| {kind} | {name} | {k['questions']} | {k['evidence_recall']:.3f} | "
+                  f"{k['turn_baseline_evidence_recall']:.3f} | "
+                  f"{k['last_turns_evidence_recall']:.3f} |")
     full = report["full_history_tokens"]
-    print(f"full history: {full['mean']} tokens on average (max {full['max']}), answer "
+    print(f"\nfull history: {full['mean']} tokens on average (max {full['max']}), answer "
           f"contained {report['overall']['full_history']['answer_contained']:.3f}")
+    pairs = ", ".join(f"{pair}: {n}" for pair, n in losses.items() if pair != "overall")
+    print(f"questions where a larger budget lost an evidence turn a smaller one had: "
+          f"{losses['overall']} ({pairs}); plain turn baseline: "
+          f"{report['turn_baseline_monotonicity_losses']['overall']}")
     return 0
 
 
@@ -188,9 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
     p.set_defaults(func=cmd_eval_beir)
-    p = kinds.add_parser("conversations", help="memory quality on LoCoMo-layout conversations")
-    p.add_argument("file", help="JSON file in the LoCoMo layout")
+    p = kinds.add_parser("conversations",
+                         help="memory quality on LoCoMo- or LongMemEval-layout conversations")
+    p.add_argument("file", help="JSON file in the LoCoMo or the LongMemEval layout")
     p.add_argument("--budgets", default="1000,2000,4000", help="history budgets, in tokens")
+    p.add_argument("--format", choices=["locomo", "longmemeval"], default=None,
+                   help="layout of the file (default: detected from its fields)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate this many conversations, spread over the kinds of question "
+                   "(a LongMemEval history is one conversation)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")

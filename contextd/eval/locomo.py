@@ -50,12 +50,17 @@ _ID_OK = re.compile(ID_PATTERN)
 
 @dataclass(frozen=True, slots=True)
 class LocomoTurn:
-    """One utterance; `image_caption` holds LoCoMo's `blip_caption` when a photo was shared."""
+    """One utterance; `image_caption` holds LoCoMo's `blip_caption` when a photo was shared.
+
+    `role` is set for user/assistant chats (LongMemEval): the turn is replayed with that role
+    and no speaker name.
+    """
 
     dia_id: str
     speaker: str
     text: str
     image_caption: str | None = None
+    role: Literal["user", "assistant"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +75,18 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """A question, its short answer and the dia_ids of the turns that support it."""
+    """A question, its short answer and the dia_ids of the turns that support it.
+
+    `now` is when the question is asked (LongMemEval's question date), the reference for
+    relative dates such as "last week"; None when the data set does not say.
+    """
 
     question: str
     answer: str
     evidence: list[str]
     category: int | str | None
     kind: str | None = None
+    now: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +141,11 @@ def load_locomo(path: str | Path) -> list[Conversation]:
     >>> [c.sample_id for c in load_locomo("tests/data/conversation_small.json")]
     ['small-1']
     """
+    return locomo_conversations(read_json_list(path), path)
+
+
+def read_json_list(path: str | Path) -> list[Any]:
+    """The JSON list in `path`; raise `InvalidRequest` when unreadable or not a list."""
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -140,6 +155,11 @@ def load_locomo(path: str | Path) -> list[Conversation]:
         raise InvalidRequest(f"{path}: not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(raw, list):
         raise InvalidRequest(f"{path}: expected a JSON list of samples, got {type(raw).__name__}")
+    return raw
+
+
+def locomo_conversations(raw: list[Any], path: str | Path) -> list[Conversation]:
+    """Conversations from the parsed samples of a LoCoMo-layout file read from `path`."""
     return [_sample(sample, f"{path}: sample {i}") for i, sample in enumerate(raw)]
 
 
@@ -309,15 +329,16 @@ def replay_turns(
             if seen[ident] > 1:  # LoCoMo has a few repeated dia_ids; session ids must be unique
                 ident = f"{ident[:250]}-{seen[ident]}"
             role = speaker_b_role if turn.speaker == conversation.speaker_b else "user"
-            messages.append(
-                {
-                    "role": role,
-                    "name": speaker_name(turn.speaker),
-                    "content": content,
-                    "id": ident,
-                    "timestamp": start + timedelta(seconds=seconds_per_turn * position)
-                    if start
-                    else None,
-                }
-            )
+            message: dict[str, Any] = {
+                "role": turn.role or role,
+                "name": speaker_name(turn.speaker),
+                "content": content,
+                "id": ident,
+                "timestamp": start + timedelta(seconds=seconds_per_turn * position)
+                if start
+                else None,
+            }
+            if turn.role:  # a user/assistant chat: the role tells the two apart, no names
+                del message["name"]
+            messages.append(message)
     return messages

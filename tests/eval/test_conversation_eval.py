@@ -27,6 +27,7 @@ def test_memory_beats_the_sliding_window_at_small_budgets(engine) -> None:
         assert r["questions"] == report["questions"] > 0
         assert r["evidence_recall"] > r["last_turns_baseline"]["evidence_recall"]
         assert r["tokens_mean"] <= int(budget)
+        assert r["turn_baseline"]["tokens_mean"] <= int(budget)
     assert report["overall"]["full_history"]["evidence_recall"] == 1.0
     assert report["full_history_tokens"]["mean"] > 300
 
@@ -38,3 +39,24 @@ def test_cli_writes_the_report(tmp_path, monkeypatch, capsys) -> None:
                  "--quiet", "--data-dir", str(tmp_path / "d")])
     assert code == 0 and out.exists()
     assert "| 200 |" in capsys.readouterr().out
+
+
+def test_cli_reads_longmemeval_with_a_limit(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CONTEXTD_EMBEDDER", "hash")
+    lme = SMALL.parent / "longmemeval_small.json"
+    code = main(["eval", "conversations", str(lme), "--budgets", "1000", "--limit", "2",
+                 "--quiet", "--data-dir", str(tmp_path / "d")])
+    out = capsys.readouterr().out
+    assert code == 0 and "longmemeval: 2 of 3 conversations" in out
+    assert "plain turn baseline" in out and "| 1000 |" in out
+
+
+def test_cli_rejects_a_bad_limit_or_layout(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CONTEXTD_EMBEDDER", "hash")
+    lme = SMALL.parent / "longmemeval_small.json"
+    assert main(["eval", "conversations", str(lme), "--limit", "0",
+                 "--data-dir", str(tmp_path / "d")]) == 2
+    assert "--limit needs a positive number" in capsys.readouterr().err
+    assert main(["eval", "conversations", str(lme), "--format", "locomo", "--quiet",
+                 "--data-dir", str(tmp_path / "d")]) == 2
+    assert "'conversation' is missing" in capsys.readouterr().err
