@@ -51,41 +51,45 @@ from typing import Literal
 Reason = Literal["negation", "number", "date", "entity", "content", "order", "empty"]
 TokenKind = Literal["stop", "negation", "number", "date", "entity", "content"]
 
-STOP_WORDS = frozenset("""
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+STOP_WORDS = _words("""
 a an the this that these those there here it its i me my mine myself we us our ours you your
 yours he him his she her they them their is are was were be been being am do does did doing
 have has had having can could would should will shall may might must 's 're 'll 've 'd 'm
 to of for in on at with about and or so just also really very please kindly any
 tell know wondering wonder help hi hello hey thanks thank quick question
-""".split())
+""")
 
-NEGATIONS = frozenset("""
+NEGATIONS = _words("""
 not no never without none nobody nothing nowhere neither nor cannot except excluding unless
 hardly barely instead non
-""".split())
+""")
 
-_NUMBER_WORDS = frozenset("""
+_NUMBER_WORDS = _words("""
 zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
 sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety
 hundred thousand million billion trillion dozen half once twice thrice double triple single
 first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth twentieth
 hundredth thousandth last next previous final
-""".split())
+""")
 
 # "may" and "march" are months only when capitalised away from a sentence start (see _kind).
-_DATE_WORDS = frozenset("""
+_DATE_WORDS = _words("""
 january february april june july august september october november december
 jan feb mar apr jun jul aug sep sept oct nov dec
 monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thurs fri sat sun
 today tomorrow yesterday tonight weekend weekday weekdays morning afternoon evening night
 noon midnight daily weekly monthly yearly annually hourly quarterly spring summer autumn winter
 am pm ago
-""".split())
+""")
 
 # Words that make the order of the others part of the meaning.
-RELATION_WORDS = frozenset("""
+RELATION_WORDS = _words("""
 to from than into onto vs versus before after over under between per by against toward towards
-""".split())
+""")
 
 _MONTH_OR_MODAL = frozenset({"may", "march"})
 _NEGATED_AUXILIARY = {"ca": "can", "wo": "will", "sha": "shall", "ai": "is"}

@@ -188,8 +188,8 @@ class SemanticCache:
                     best = (cosine, entry)
             if best is not None:
                 return self._hit(shelf, best[1], best[0], now, "semantic")
-            reason = "guard_rejected" if rejected else "expired" if expired_match else "no_candidate"
-            self._counts[reason] += 1
+            reason = "expired" if expired_match else "no_candidate"
+            self._counts["guard_rejected" if rejected else reason] += 1
             return None
 
     def skip(self) -> None:
