@@ -48,8 +48,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-Reason = Literal["negation", "number", "date", "entity", "content", "order", "empty"]
-TokenKind = Literal["stop", "negation", "number", "date", "entity", "content"]
+Reason = Literal["negation", "number", "date", "entity", "question", "content", "order",
+                 "empty"]
+TokenKind = Literal["stop", "negation", "number", "date", "entity", "question", "content"]
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -60,7 +61,8 @@ a an the this that these those there here it its i me my mine myself we us our o
 yours he him his she her they them their is are was were be been being am do does did doing
 have has had having can could would should will shall may might must 's 're 'll 've 'd 'm
 to of for in on at with about and or so just also really very please kindly any
-tell know wondering wonder help hi hello hey thanks thank quick question
+tell know wondering wonder help hi hello hey thanks thank quick question way ways steps possible
+want
 """)
 
 NEGATIONS = _words("""
@@ -83,7 +85,13 @@ jan feb mar apr jun jul aug sep sept oct nov dec
 monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thurs fri sat sun
 today tomorrow yesterday tonight weekend weekday weekdays morning afternoon evening night
 noon midnight daily weekly monthly yearly annually hourly quarterly spring summer autumn winter
-am pm ago
+pm ago
+""")
+
+QUESTION_WORDS = _words("what how why when where which who whom whose")
+# A query opening with one of these asks yes or no.
+_AUXILIARIES = _words("""
+is are was were am do does did can could would should will shall may might must have has had
 """)
 
 # Words that make the order of the others part of the meaning.
@@ -178,6 +186,9 @@ def same_meaning(a: str, b: str) -> Verdict:
         for t in mine:
             if t.kind == "content" and not any(_inflections_meet(t.text, o.text) for o in theirs):
                 return Verdict(False, "content", t.text)
+    question = _question_type_differs(a, b, ta, tb)
+    if question:
+        return Verdict(False, "question", question)
     relation = any(t.text in RELATION_WORDS for t in (*_analyse(a), *_analyse(b)))
     ordered = ("content", "entity", "number", "date") if relation else ("entity", "number", "date")
     if not _same_order([t for t in ta if t.kind in ordered], [t for t in tb if t.kind in ordered]):
@@ -186,6 +197,26 @@ def same_meaning(a: str, b: str) -> Verdict:
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _question_type_differs(a: str, b: str, ta: list[Token], tb: list[Token]) -> str | None:
+    """The question word that makes the two ask different things, if any.
+
+    Both queries must use the same question words, or one of them must be a bare phrase ("sort
+    a list in Go") whose type the other's question word fixes; a yes/no question ("is support
+    open on Sunday") is not a bare phrase, so it never pairs with "when is support open".
+    """
+    qa = {t.text for t in ta if t.kind == "question"}
+    qb = {t.text for t in tb if t.kind == "question"}
+    if qa == qb:
+        return None
+    if qa and qb:
+        return sorted(qa ^ qb)[0]
+    bare, asked = (a, qb) if not qa else (b, qa)
+    first = next((t for t in _analyse(bare)
+                  if t.text not in ("please", "so", "hi", "hello", "hey", "quick", "question")),
+                 None)
+    return sorted(asked)[0] if first is not None and first.text in _AUXILIARIES else None
 
 
 def _first(counter: Counter[str]) -> str:
@@ -260,6 +291,8 @@ def _kind(word: str, lower: str, sentence_start: bool) -> TokenKind:
         return "entity"
     if capitalised_inside:
         return "entity"
+    if lower in QUESTION_WORDS:
+        return "question"
     if lower in STOP_WORDS:
         return "stop"
     return "content"

@@ -88,12 +88,68 @@ class _Entry:
                 + vector + answer)
 
 
+class _Group:
+    """The entries of one key: by normalised query, and their vectors as one matrix.
+
+    Rows are kept packed (a removal moves the last row into the gap), so the near-duplicate
+    scan is one matrix-vector product however many entries share the key.
+    """
+
+    def __init__(self) -> None:
+        self.by_query: dict[str, str] = {}
+        self.ids: list[str] = []
+        self.rows: dict[str, int] = {}
+        self.matrix: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.by_query)
+
+    def add(self, entry: _Entry) -> None:
+        self.by_query[entry.normalised] = entry.assembly_id
+        vector = entry.vector
+        if vector is None:
+            return
+        if self.matrix is None or self.matrix.shape[1] != vector.shape[0]:
+            if self.ids:  # a different dimension: keep the newest only, never mix them
+                self.ids, self.rows = [], {}
+            self.matrix = np.empty((8, vector.shape[0]), dtype=np.float32)
+        if len(self.ids) == self.matrix.shape[0]:
+            grown = np.empty((2 * len(self.ids), self.matrix.shape[1]), dtype=np.float32)
+            grown[: len(self.ids)] = self.matrix
+            self.matrix = grown
+        self.rows[entry.assembly_id] = len(self.ids)
+        self.matrix[len(self.ids)] = vector
+        self.ids.append(entry.assembly_id)
+
+    def discard(self, entry: _Entry) -> None:
+        if self.by_query.get(entry.normalised) == entry.assembly_id:
+            del self.by_query[entry.normalised]
+        row = self.rows.pop(entry.assembly_id, None)
+        if row is None or self.matrix is None:
+            return
+        last = self.ids.pop()
+        if last != entry.assembly_id:
+            self.matrix[row] = self.matrix[len(self.ids)]
+            self.ids[row] = last
+            self.rows[last] = row
+
+    def similar(self, vector: np.ndarray, threshold: float) -> list[tuple[float, str]]:
+        """(cosine, assembly id) of the entries at `threshold` or above, most similar first."""
+        if self.matrix is None or not self.ids or self.matrix.shape[1] != vector.shape[0]:
+            return []
+        cosines = self.matrix[: len(self.ids)] @ vector
+        found = np.flatnonzero(cosines >= threshold)
+        order = found[np.argsort(-cosines[found], kind="stable")]
+        return [(float(cosines[i]), self.ids[i]) for i in order]
+
+
 @dataclass
 class _Shelf:
-    """One namespace: entries in least-recently-used order, grouped by key."""
+    """One namespace: entries in least-recently-used order and in storing order, by key."""
 
     entries: OrderedDict[str, _Entry] = field(default_factory=OrderedDict)
-    by_key: dict[CacheKey, dict[str, str]] = field(default_factory=dict)
+    by_age: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    by_key: dict[CacheKey, _Group] = field(default_factory=dict)
     nbytes: int = 0
 
 
@@ -164,7 +220,7 @@ class SemanticCache:
                 self._counts["no_candidate"] += 1
                 return None
             expired_match = False
-            exact = group.get(wanted)
+            exact = group.by_query.get(wanted)
             if exact is not None:
                 entry = shelf.entries[exact]
                 if now - entry.stored_at < self.ttl_s:
@@ -173,19 +229,17 @@ class SemanticCache:
                 self._remove(shelf, entry)
             best: tuple[float, _Entry] | None = None
             rejected = False
-            for entry in [shelf.entries[a] for a in group.values()] if vector is not None else ():
-                if entry.vector is None or entry.vector.shape != vector.shape:
-                    continue
-                cosine = float(entry.vector @ vector)
-                if cosine < self.similarity:
-                    continue
+            candidates = [] if vector is None else group.similar(vector, self.similarity)
+            for cosine, assembly_id in candidates:
+                entry = shelf.entries[assembly_id]
                 if now - entry.stored_at >= self.ttl_s:
                     expired_match = True
                     self._remove(shelf, entry)
-                elif not self._guard(query, entry.query).same:
-                    rejected = True
-                elif best is None or cosine > best[0]:
+                elif self._guard(query, entry.query).same:
                     best = (cosine, entry)
+                    break
+                else:
+                    rejected = True
             if best is not None:
                 return self._hit(shelf, best[1], best[0], now, "semantic")
             reason = "expired" if expired_match else "no_candidate"
@@ -228,13 +282,14 @@ class SemanticCache:
             old = shelf.entries.get(assembly_id)
             if old is not None:
                 self._remove(shelf, old)
-            group = shelf.by_key.setdefault(key, {})
-            same_query = group.get(entry.normalised)
+            group = shelf.by_key.setdefault(key, _Group())
+            same_query = group.by_query.get(entry.normalised)
             if same_query is not None:
                 self._remove(shelf, shelf.entries[same_query])
-                group = shelf.by_key.setdefault(key, {})
-            group[entry.normalised] = assembly_id
+                group = shelf.by_key.setdefault(key, _Group())
+            group.add(entry)
             shelf.entries[assembly_id] = entry
+            shelf.by_age[assembly_id] = None
             shelf.nbytes += entry.nbytes
             self._sweep(shelf, entry.stored_at)
             self._shrink(shelf, keep=assembly_id)
@@ -325,15 +380,19 @@ class SemanticCache:
         if shelf.entries.pop(entry.assembly_id, None) is None:
             return
         shelf.nbytes -= entry.nbytes
+        del shelf.by_age[entry.assembly_id]
         group = shelf.by_key.get(entry.key)
         if group is not None:
-            if group.get(entry.normalised) == entry.assembly_id:
-                del group[entry.normalised]
+            group.discard(entry)
             if not group:
                 del shelf.by_key[entry.key]
 
     def _sweep(self, shelf: _Shelf, now: float) -> None:
-        for entry in [e for e in shelf.entries.values() if now - e.stored_at >= self.ttl_s]:
+        # Storing order is age order: entries are never re-stored, only replaced.
+        while shelf.by_age:
+            entry = shelf.entries[next(iter(shelf.by_age))]
+            if now - entry.stored_at < self.ttl_s:
+                break
             self._remove(shelf, entry)
 
     def _shrink(self, shelf: _Shelf, keep: str) -> None:
