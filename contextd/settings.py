@@ -106,7 +106,7 @@ class Settings(BaseModel):
                                 "semantic cache: the same query, or a near-duplicate that the "
                                 "guard accepts, against the same documents, session state, "
                                 "budget, profile and request fields.")
-    cache_similarity: float = Field(0.93, ge=0, le=1.01, description="Least cosine between "
+    cache_similarity: float = Field(0.90, ge=0, le=1.01, description="Least cosine between "
                                     "query embeddings for a near-duplicate cache hit (the guard "
                                     "must accept it too); above 1 allows exact hits only.")
     cache_max_entries: int = Field(1000, ge=0, le=1_000_000, description="Most cached "

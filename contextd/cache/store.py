@@ -161,12 +161,12 @@ class SemanticCache:
     each namespace; ``ttl_s`` is how long an entry lives; ``enabled=False`` or
     ``max_entries=0`` turns the cache off. ``guard`` decides whether two queries mean the same.
 
-        >>> cache = SemanticCache(similarity=0.93, max_entries=500, max_bytes=1 << 24)
+        >>> cache = SemanticCache(similarity=0.9, max_entries=500, max_bytes=1 << 24)
         >>> cache.counts()["exact"]
         0
     """
 
-    def __init__(self, similarity: float = 0.93, max_entries: int = 1000,
+    def __init__(self, similarity: float = 0.90, max_entries: int = 1000,
                  max_bytes: int = 32 << 20, ttl_s: float = 3600.0, enabled: bool = True,
                  guard: Callable[[str, str], Verdict] = same_meaning,
                  clock: Callable[[], float] = time.monotonic) -> None:
