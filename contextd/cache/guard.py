@@ -21,6 +21,9 @@ use the same words up to what cannot change the meaning:
 * **Named entities must match exactly** (no stemming): words capitalised away from a sentence
   start, acronyms, words with digits, underscores, dots or inner capitals (``getUser``), URLs,
   and quoted strings, which count as one entity each.
+* **Question words must match** ("how" is not "why"), unless one query is a bare phrase
+  ("sort a list in Go") whose type the other's question word fixes; a yes/no question ("is
+  support open on Sunday") is not a bare phrase, so it never pairs with "when is support open".
 * **Every other content word must be the same word or an inflection of one in the other query**
   (plural, ``-ed``, ``-ing``, third person ``-s``: "runs" ~ "running"). Derivations, synonyms and
   antonyms are not inflections, so "increase"/"decrease", "cheap"/"cheaper" and "fix"/"repair"
