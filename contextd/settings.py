@@ -113,6 +113,22 @@ class Settings(BaseModel):
     summariser_retries: int = Field(2, ge=0, le=10, description="Retries of a failed "
                                     "summariser call before falling back to extractive.")
 
+    cache_enabled: bool = Field(True, description="Serve assemble responses from the "
+                                "semantic cache: the same query, or a near-duplicate that the "
+                                "guard accepts, against the same documents, session state, "
+                                "budget, profile and request fields.")
+    cache_similarity: float = Field(0.90, ge=0, le=1.01, description="Least cosine between "
+                                    "query embeddings for a near-duplicate cache hit (the guard "
+                                    "must accept it too); above 1 allows exact hits only.")
+    cache_max_entries: int = Field(1000, ge=0, le=1_000_000, description="Most cached "
+                                   "responses per namespace, least recently used out first; 0 "
+                                   "turns the cache off.")
+    cache_max_bytes: int = Field(32 << 20, ge=0, description="Most bytes of cached responses "
+                                 "per namespace (serialised response, query, its vector and "
+                                 "any stored answer), least recently used out first.")
+    cache_ttl_s: float = Field(3600.0, gt=0, description="Seconds a cached response (and the "
+                               "answer stored with it) may be served after it was assembled.")
+
     @field_validator("api_key", "summariser_url", "summariser_api_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

@@ -1,0 +1,92 @@
+"""The cache key: everything besides the query wording that decides an assemble response.
+
+Staleness is impossible by construction rather than by invalidation: the key holds the
+namespace's change-log sequence and the session's sequence, which every upsert, delete and
+session append moves on, so an entry written before a change can never match a request after it.
+The rest of the request goes in as a digest of every field except the few the key holds by
+another name or that do not change the output; a field added to `AssembleRequest` later is in the
+digest automatically, so it can only make the key stricter.
+
+    >>> from contextd.models import AssembleRequest
+    >>> req = AssembleRequest(query="solar panels", max_tokens=2000)
+    >>> key = CacheKey.for_request(req, documents_seq=12, session_seq=None, budget=2000,
+    ...                            encoding="cl100k_base", profile="default")
+    >>> key.documents_seq, key.session_id, key.digest == request_digest(req)
+    (12, None, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+# Held by the key under another name (namespace, session_id), matched separately (query), or a
+# label that does not change the response (query_type).
+NOT_IN_DIGEST = frozenset({"namespace", "query", "session_id", "query_type"})
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What must be equal for two assemble requests to share a response, apart from the query.
+
+    ``documents_seq`` is the namespace's change-log sequence and ``session_seq`` the session's
+    last turn sequence (``None`` without a session). ``budget`` and ``encoding`` are the resolved
+    token budget and tokenizer. ``profile`` names the configuration that assembled the response;
+    a caller whose configuration can change under one name puts a digest of it here.
+    ``digest`` covers every other request field (see `request_digest`).
+    """
+
+    namespace: str
+    documents_seq: int
+    session_id: str | None
+    session_seq: int | None
+    budget: int
+    encoding: str
+    profile: str
+    digest: str
+
+    @classmethod
+    def for_request(cls, request: BaseModel, *, documents_seq: int, session_seq: int | None,
+                    budget: int, encoding: str, profile: str) -> CacheKey:
+        """The key of an `AssembleRequest` against the given documents and session state.
+
+            >>> from contextd.models import AssembleRequest
+            >>> req = AssembleRequest(query="q", session_id="s1", max_tokens=500)
+            >>> CacheKey.for_request(req, documents_seq=3, session_seq=7, budget=500,
+            ...                      encoding="cl100k_base", profile="default").session_seq
+            7
+        """
+        fields = request.model_dump()
+        session_id = fields.get("session_id")
+        if session_id is None and session_seq is not None:
+            raise ValueError("session_seq given for a request without a session_id")
+        return cls(
+            namespace=str(fields.get("namespace", "default")),
+            documents_seq=documents_seq,
+            session_id=session_id,
+            session_seq=session_seq if session_id is not None else None,
+            budget=budget,
+            encoding=encoding,
+            profile=profile,
+            digest=request_digest(request),
+        )
+
+
+def request_digest(request: BaseModel | Mapping[str, Any]) -> str:
+    """SHA-256 of every request field that is not in `NOT_IN_DIGEST`, in a canonical JSON form.
+
+        >>> request_digest({"query": "a", "top_k": 8}) == request_digest({"query": "b", "top_k": 8})
+        True
+        >>> request_digest({"top_k": 8}) == request_digest({"top_k": 4})
+        False
+    """
+    fields = request.model_dump(mode="json") if isinstance(request, BaseModel) else dict(request)
+    kept = {k: v for k, v in fields.items() if k not in NOT_IN_DIGEST}
+    blob = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
