@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,255}$"
@@ -206,16 +207,39 @@ class ChatMessage(_Model):
         return out
 
 
+def _absent_when_unset(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # the key is left out, never sent as null
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 class OutputMessage(BaseModel):
-    """A message of the assembled prompt, ready for an OpenAI-compatible chat API."""
+    """A message of the assembled prompt, ready for an OpenAI-compatible chat API.
+
+    `name`, `tool_calls` and `tool_call_id` are left out when unset (never null), so the message
+    is what the OpenAI SDK's `ChatCompletionMessageParam` accepts as it is.
+
+        >>> OutputMessage(role="user", content="hi").openai()
+        {'role': 'user', 'content': 'hi'}
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | None = None
-    name: str | None = None
-    tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
+    content: str | None = Field(default=None, description="Null only for an assistant message "
+                                "that carries tool_calls.")
+    name: str | SkipJsonSchema[None] = Field(
+        default=None, exclude_if=_is_none, json_schema_extra=_absent_when_unset)
+    tool_calls: list[ToolCall] | SkipJsonSchema[None] = Field(
+        default=None, exclude_if=_is_none, json_schema_extra=_absent_when_unset)
+    tool_call_id: str | SkipJsonSchema[None] = Field(
+        default=None, exclude_if=_is_none, json_schema_extra=_absent_when_unset)
+
+    def openai(self) -> dict[str, Any]:
+        """The message as a plain dict for `client.chat.completions.create(messages=[...])`."""
+        return self.model_dump(mode="json")
 
 
 # --------------------------------------------------------------------------- documents
@@ -443,6 +467,12 @@ class AssembleRequest(_Model):
     query_type: str | None = Field(
         default=None, pattern=r"^[a-z0-9_]{1,32}$", description="Label for metrics."
     )
+    documents_role: Literal["system", "user"] = Field(
+        default="system",
+        description="Role of the context documents message: 'system' (after the history), or "
+        "'user' (a user message right before the query), for providers and chat templates that "
+        "accept a single leading system message only.",
+    )
 
     @field_validator("filters")
     @classmethod
@@ -507,8 +537,9 @@ class AssembleResponse(BaseModel):
     model: str | None = Field(description="Model named in the request, if any.")
     encoding: str = Field(description="Tokenizer encoding that counted the tokens.")
     messages: list[OutputMessage] = Field(
-        description="Chat messages ready for an OpenAI-compatible API: system prompt, summary, "
-        "recent turns, recalled turns, context documents, then the query.")
+        description="Chat messages the OpenAI SDK accepts as they are (an unset name, tool_calls "
+        "or tool_call_id is left out, never null): system prompt, summary, recent turns, "
+        "recalled turns, context documents (role as documents_role), then the query.")
     usage: Usage = Field(description="Tokens by section; they add up to the total.")
     documents: list[UsedDocument] = Field(description="Documents in the context block.")
     history_turn_ids: list[str] = Field(description="Turns included verbatim, oldest first.")
@@ -527,9 +558,18 @@ class AssembleResponse(BaseModel):
         "sent none or has no session.",
     )
     warnings: list[str] = Field(
-        default_factory=list, description="Caveats, e.g. approximate counts for a model "
-        "whose tokenizer is not available.")
+        default_factory=list, description="Caveats, e.g. tokens counted with the default "
+        "encoding for a model that is not an OpenAI model, or a budget taken from max_tokens "
+        "alone for a model contextd does not know.")
     timings_ms: dict[str, float] = Field(
         description="Milliseconds per stage: budget, lexical (bm25; with micro-batching it runs "
         "while the query embeds), embed (the query vector, or with micro-batching the wait for "
         "it after bm25), memory, retrieval, ranking, packing, total.")
+
+    def openai_messages(self) -> list[dict[str, Any]]:
+        """`messages` as plain dicts, to pass to the OpenAI SDK as they are.
+
+            >>> completion = openai_client.chat.completions.create(  # doctest: +SKIP
+            ...     model="gpt-4o", messages=response.openai_messages())
+        """
+        return [message.openai() for message in self.messages]

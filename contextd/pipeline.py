@@ -12,7 +12,6 @@ import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,38 +42,19 @@ from contextd.timings import timed
 from contextd.tokens import (
     REPLY_PRIMING,
     TiktokenCounter,
-    counter_for_model,
+    TokenBudget,
     message_framing,
     message_tokens,
-    resolve_model,
+    resolve_token_budget,
 )
 
-
-@dataclass
-class Budget:
-    tokens: int
-    counter: TiktokenCounter
-    warnings: list[str]
+Budget = TokenBudget
 
 
 def resolve_budget(req: AssembleRequest, default_encoding: str) -> Budget:
     """The prompt budget and the counter that bills it."""
-    warnings: list[str] = []
-    limits = []
-    if req.max_tokens is not None:
-        limits.append(req.max_tokens)
-    if req.model is not None:
-        spec = resolve_model(req.model)
-        available = spec.window - req.reserve_output_tokens
-        if available <= 0:
-            raise BudgetTooSmall(
-                f"model {req.model!r} has a {spec.window}-token window; reserve_output_tokens "
-                f"({req.reserve_output_tokens}) leaves nothing for the prompt: lower it")
-        limits.append(available)
-        if spec.encoding is None:
-            warnings.append(f"{req.model} is not an OpenAI model: tokens are counted with "
-                            f"{default_encoding}; its own tokenizer may count differently")
-    return Budget(min(limits), counter_for_model(req.model, default_encoding), warnings)
+    return resolve_token_budget(req.model, req.max_tokens, req.reserve_output_tokens,
+                                default_encoding)
 
 
 class AssemblePipeline:
@@ -201,8 +181,10 @@ class AssemblePipeline:
             for rank, c in enumerate(candidates, start=1)
         ]
         block = pack_block(DOCUMENTS_HEADER, items, max(documents_budget, 0), counter,
+                           role=req.documents_role,
                            min_partial_tokens=self.settings.min_partial_tokens)
-        documents_message = {"role": "system", "content": block.content} if block.content else None
+        documents_message = ({"role": req.documents_role, "content": block.content}
+                             if block.content else None)
 
         messages = [*fixed]
         if history.summary_message:
