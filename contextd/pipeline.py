@@ -244,7 +244,8 @@ class AssemblePipeline:
             documents=used, history_turn_ids=[t.id for t in history.window],
             recalled_turn_ids=[t.id for t in history.recalled],
             summary_through=history.summary_through if history.summary_message else 0,
-            dropped=dropped, prefix_digest=prefix_digest, prefix_unchanged=prefix_unchanged, warnings=budget.warnings,
+            dropped=dropped, prefix_digest=prefix_digest, prefix_unchanged=prefix_unchanged,
+            warnings=budget.warnings,
             timings_ms={})
 
 
