@@ -122,7 +122,6 @@ class Engine:
         self.refiner = _summary_refiner(settings)
         if self.refiner is not None:
             self.memory.on_evict = self.refiner.submit
-        self._warmed = threading.Event()
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -137,12 +136,6 @@ class Engine:
         self.embed_query("warm up")
         for name in self.registry.names():  # opens each namespace: loads its vector snapshot
             self.registry.get(name)
-        self._warmed.set()
-
-    @property
-    def ready(self) -> bool:
-        """True once `warm_up()` has finished and until `close()`."""
-        return self._warmed.is_set() and not self._closed
 
     def close(self) -> None:
         """Flush vector snapshots and close every namespace. Idempotent."""
@@ -225,12 +218,23 @@ class Engine:
                                         "mode": mode})
         ns = self.registry.get(namespace)
         timings: dict[str, float] = {}
-        with timed(timings, "embed"):
-            vector = self.embed_query(req.query) if req.mode != "lexical" else None
+        pool = self.ranker.pool_size(req.top_k)
+        # The same retrieval stage as assemble: bm25 runs while the query embeds.
+        pending = None
+        if req.mode != "lexical":
+            with timed(timings, "embed"):
+                pending = self.embed_query_async(req.query)
+        lexical = None
+        if req.mode != "dense":
+            with timed(timings, "lexical"):
+                lexical = self.retriever.lexical(ns, req.query, pool, req.filters)
+        vector = None
+        if pending is not None:
+            with timed(timings, "embed"):
+                vector = pending.result()
         with timed(timings, "retrieval"):
-            candidates = self.retriever.retrieve(ns, vector, req.query,
-                                                 self.ranker.pool_size(req.top_k), req.filters,
-                                                 req.mode)
+            candidates = self.retriever.retrieve(ns, vector, req.query, pool, req.filters,
+                                                 req.mode, lexical=lexical)
         with timed(timings, "ranking"):
             ranked, _ = self.ranker.rank(candidates, req.top_k)
         hits = [SearchHit(id=c.chunk.doc_id, chunk=c.chunk.ord, text=c.chunk.text,

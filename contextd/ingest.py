@@ -28,7 +28,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry, check_namespace
 from contextd.protocols import Embedder
 from contextd.settings import Settings
-from contextd.store.sqlite_store import DocumentWrite, NewChunk
+from contextd.store.records import DocumentWrite, NewChunk
 from contextd.tokens import get_counter
 from contextd.validation import parse
 

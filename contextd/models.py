@@ -329,10 +329,10 @@ def check_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
         {'year': {'$gte': 2020}}
     """
     from contextd.errors import InvalidRequest
-    from contextd.store.filters import compile_filter  # imports this module
+    from contextd.store.filters import parse_filter  # imports this module
 
     try:
-        compile_filter(filters)
+        parse_filter(filters)
     except InvalidRequest as exc:
         raise ValueError(exc.detail) from None
     return filters

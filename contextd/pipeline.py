@@ -37,7 +37,7 @@ from contextd.retrieval.ranker import Ranker
 from contextd.retrieval.retriever import Candidate, Retriever
 from contextd.sessions import SessionService, parse_messages
 from contextd.settings import Settings
-from contextd.store.sessions import TurnRow
+from contextd.store.records import TurnRow
 from contextd.timings import timed
 from contextd.tokens import (
     REPLY_PRIMING,

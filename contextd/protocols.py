@@ -1,5 +1,7 @@
 """The stage interfaces. Each has one default implementation; any can be swapped.
 
+The storage interfaces (documents, sessions, vectors) are in `contextd.store.protocols`.
+
     >>> from contextd.embedding import HashEmbedder
     >>> isinstance(HashEmbedder(), Embedder)
     True
@@ -8,7 +10,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,38 +32,6 @@ class Embedder(Protocol):
         ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@runtime_checkable
-class VectorIndex(Protocol):
-    """Inner-product search over int64-labelled vectors. Thread-safe."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def seq(self) -> int:
-        """Sequence number of the last change the index holds."""
-        ...
-
-    def __len__(self) -> int: ...
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray, seq: int) -> None: ...
-
-    def remove(self, ids: np.ndarray, seq: int) -> None: ...
-
-    def search(
-        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) for one query vector; `allowed` restricts the ids searched.
-
-        Never returns padding: fewer than k results come back as shorter arrays.
-        """
-        ...
-
-    def save(self, path: Path) -> None:
-        """Write atomically (temp file, fsync, rename)."""
-        ...
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry, check_namespace
 from contextd.protocols import Embedder
 from contextd.settings import Settings
-from contextd.store.sessions import TurnRow, TurnWrite
+from contextd.store.records import TurnRow, TurnWrite
 from contextd.tokens import get_counter, message_tokens
 from contextd.validation import parse
 

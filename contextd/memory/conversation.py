@@ -34,7 +34,8 @@ from contextd.memory.summariser import select_lines
 from contextd.memory.window import WindowShares, orphan_tool_results, plan_eviction, tool_groups
 from contextd.models import Dropped
 from contextd.protocols import Summariser
-from contextd.store.sessions import SessionStore, TurnRow
+from contextd.store.protocols import SessionStore
+from contextd.store.records import TurnRow
 from contextd.tokens import TiktokenCounter, message_tokens
 
 log = logging.getLogger("contextd.memory")

@@ -23,7 +23,8 @@ from typing import Any
 
 from contextd.memory.conversation import HistoryState, format_turn
 from contextd.protocols import TokenCounter
-from contextd.store.sessions import SessionStore, TurnRow
+from contextd.store.protocols import SessionStore
+from contextd.store.records import TurnRow
 from contextd.tokens import get_counter
 
 log = logging.getLogger("contextd.summariser")

@@ -21,7 +21,7 @@ import numpy as np
 
 from contextd.retrieval.fusion import fuse_rrf
 from contextd.retrieval.lexical import fts_query
-from contextd.store.sessions import SessionStore
+from contextd.store.protocols import SessionStore
 
 
 @dataclass

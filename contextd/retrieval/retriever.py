@@ -17,8 +17,8 @@ import numpy as np
 
 from contextd.retrieval.fusion import fuse_rrf, fuse_scores
 from contextd.retrieval.lexical import fts_query, query_terms
-from contextd.store.namespace import NamespaceData
-from contextd.store.sqlite_store import ChunkRow
+from contextd.store.protocols import NamespaceHandle
+from contextd.store.records import ChunkRow
 
 
 @dataclass
@@ -31,11 +31,11 @@ class Candidate:
 
 class Retriever(Protocol):
     def lexical(
-        self, ns: NamespaceData, query: str, k: int, filters: dict[str, Any] | None = None,
+        self, ns: NamespaceHandle, query: str, k: int, filters: dict[str, Any] | None = None,
     ) -> list[tuple[int, float]]: ...
 
     def retrieve(
-        self, ns: NamespaceData, query_vector: np.ndarray | None, query: str, k: int,
+        self, ns: NamespaceHandle, query_vector: np.ndarray | None, query: str, k: int,
         filters: dict[str, Any] | None = None, mode: str = "hybrid",
         lexical: list[tuple[int, float]] | None = None,
     ) -> list[Candidate]: ...
@@ -104,7 +104,7 @@ class HybridRetriever:
     common_term_min_chunks: int = 2_000
 
     def lexical(
-        self, ns: NamespaceData, query: str, k: int, filters: dict[str, Any] | None = None,
+        self, ns: NamespaceHandle, query: str, k: int, filters: dict[str, Any] | None = None,
     ) -> list[tuple[int, float]]:
         """The bm25 half of `retrieve`: (chunk id, score) best first. It needs no query vector,
         so it can run while the query is being embedded."""
@@ -113,7 +113,7 @@ class HybridRetriever:
             title_weight=self.title_weight)
 
     def retrieve(
-        self, ns: NamespaceData, query_vector: np.ndarray | None, query: str, k: int,
+        self, ns: NamespaceHandle, query_vector: np.ndarray | None, query: str, k: int,
         filters: dict[str, Any] | None = None, mode: str = "hybrid",
         lexical: list[tuple[int, float]] | None = None,
     ) -> list[Candidate]:
@@ -146,7 +146,7 @@ class HybridRetriever:
             if cid in rows  # a chunk deleted between the searches and this read
         ]
 
-    def _distinctive_terms(self, ns: NamespaceData, query: str) -> list[str]:
+    def _distinctive_terms(self, ns: NamespaceHandle, query: str) -> list[str]:
         """Query terms without those found in more than `common_term_share` of the chunks.
 
         Such terms have little bm25 weight but long posting lists: scoring every chunk that

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from contextd.errors import InvalidRequest
-from contextd.store.sessions import SessionStore
+from contextd.store.sessions import SqliteSessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
 from contextd.store.vector_index import FaissVectorIndex, SnapshotError, snapshot_seq
 
@@ -51,7 +51,7 @@ class NamespaceData:
     name: str
     path: Path
     store: SqliteStore
-    sessions: SessionStore
+    sessions: SqliteSessionStore
     index: FaissVectorIndex
     settings: IndexSettings
     write_lock: threading.RLock = field(default_factory=threading.RLock)
@@ -74,7 +74,7 @@ class NamespaceData:
                 f"{model_id!r}: open it with the same model, or re-ingest into a new namespace"
             )
         index, rebuilt = _load_or_rebuild(store, path / SNAPSHOT_FILE, dim, settings)
-        ns = cls(name, path, store, SessionStore(store), index, settings)
+        ns = cls(name, path, store, SqliteSessionStore(store), index, settings)
         if rebuilt:
             ns.save_snapshot()
         return ns

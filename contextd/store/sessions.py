@@ -1,6 +1,6 @@
 """Sessions, their turns (with embeddings for recall) and running summaries, in SQLite.
 
-    >>> sessions = SessionStore(store)  # doctest: +SKIP
+    >>> sessions = SqliteSessionStore(store)  # doctest: +SKIP
     >>> sessions.append("s1", [TurnWrite(...)])  # doctest: +SKIP
 """
 
@@ -9,61 +9,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from contextd.errors import Conflict
+from contextd.store.records import SessionRow, TurnRow, TurnWrite
 from contextd.store.sqlite_store import SqliteStore, blob_vector, vector_blob
 
-
-@dataclass(frozen=True)
-class TurnWrite:
-    id: str | None
-    role: str
-    content: str | None
-    name: str | None
-    tool_calls: list[dict[str, Any]] | None
-    tool_call_id: str | None
-    ts: float | None
-    tokens: int
-    embedding: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class TurnRow:
-    seq: int
-    id: str
-    role: str
-    content: str | None
-    name: str | None
-    tool_calls: list[dict[str, Any]] | None
-    tool_call_id: str | None
-    ts: float | None
-    tokens: int
-
-    def message(self) -> dict[str, Any]:
-        """The turn as an OpenAI chat message."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.name:
-            out["name"] = self.name
-        if self.tool_calls:
-            out["tool_calls"] = self.tool_calls
-        if self.tool_call_id:
-            out["tool_call_id"] = self.tool_call_id
-        return out
-
-
-@dataclass(frozen=True)
-class SessionRow:
-    id: str
-    summary: str | None
-    summary_through: int
-    summary_tokens: int
-    turns: int
-    tokens: int = 0  # of every turn as a chat message, in the default encoding
-    created_at: float = 0.0  # tells a recreated session with the same id from the old one
+__all__ = ["SessionRow", "SqliteSessionStore", "TurnRow", "TurnWrite"]
 
 
 _TURN_COLUMNS = "seq, id, role, content, name, tool_calls, tool_call_id, ts, tokens"
@@ -74,7 +28,9 @@ def _turn(row: Sequence[Any]) -> TurnRow:
                    json.loads(row[5]) if row[5] else None, row[6], row[7], row[8])
 
 
-class SessionStore:
+class SqliteSessionStore:
+    """`contextd.store.protocols.SessionStore` on a namespace's SQLite store."""
+
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
 

@@ -14,54 +14,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from contextd.store.filters import compile_filter
+from contextd.store.filters import compile_sqlite
+from contextd.store.records import ChunkRow, DocumentWrite, NewChunk, WriteResult
 from contextd.store.schema import connect, create_schema
 
-
-@dataclass(frozen=True)
-class ChunkRow:
-    id: int
-    doc_id: str
-    ord: int
-    title: str | None
-    text: str
-    tokens: int
-    metadata: dict[str, Any]
-    embedding: np.ndarray
-
-
-@dataclass(frozen=True)
-class NewChunk:
-    ord: int
-    title: str | None
-    text: str
-    tokens: int
-    embedding: np.ndarray
-
-
-@dataclass(frozen=True)
-class DocumentWrite:
-    id: str
-    title: str | None
-    text: str
-    metadata: dict[str, Any]
-    content_hash: str
-    tokens: int
-    chunks: list[NewChunk]
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    removed_chunk_ids: list[int]
-    added_chunk_ids: list[int]
-    added_vectors: np.ndarray
-    seq: int
-    seq_before: int  # the log's sequence when this write began (under the write lock)
+__all__ = ["ChunkRow", "DocumentWrite", "NewChunk", "SqliteStore", "WriteResult", "blob_vector",
+           "vector_blob"]
 
 
 def vector_blob(vector: np.ndarray) -> bytes:
@@ -246,7 +208,7 @@ class SqliteStore:
         return out
 
     def filtered_chunk_ids(self, filters: dict[str, Any]) -> np.ndarray:
-        sql, params = compile_filter(filters)
+        sql, params = compile_sqlite(filters)
         rows = self.reader().execute(
             f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {sql}", params
         ).fetchall()
@@ -287,7 +249,7 @@ class SqliteStore:
         """(chunk id, bm25 score; higher is better) for an FTS5 MATCH expression."""
         if not match:
             return []
-        sql, params = compile_filter(filters)
+        sql, params = compile_sqlite(filters)
         restrict = "" if sql == "1" else (
             "AND f.rowid IN (SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id "
             f"WHERE {sql})"

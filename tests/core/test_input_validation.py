@@ -19,7 +19,7 @@ from contextd.models import (
 )
 from contextd.namespaces import check_namespace
 from contextd.sessions import check_session_id
-from contextd.store.filters import compile_filter
+from contextd.store.filters import compile_sqlite
 from contextd.validation import parse
 
 INT64_MAX = 2**63 - 1
@@ -162,9 +162,9 @@ def test_session_id_with_trailing_newline_is_rejected(engine: Engine) -> None:
 
 
 def test_filter_key_with_trailing_newline_is_rejected() -> None:
-    assert compile_filter({"abc": 1})[1] == [1]
+    assert compile_sqlite({"abc": 1})[1] == [1]
     with pytest.raises(InvalidRequest, match="not a valid metadata key"):
-        compile_filter({"abc\n": 1})
+        compile_sqlite({"abc\n": 1})
 
 
 def test_metadata_key_with_trailing_newline_is_rejected() -> None:

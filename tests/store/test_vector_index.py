@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contextd.protocols import VectorIndex
+from contextd.store.protocols import VectorIndex
 from contextd.store.vector_index import FaissVectorIndex, SnapshotError
 
 DIM = 32

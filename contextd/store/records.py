@@ -1,0 +1,101 @@
+"""The records the storage interfaces exchange: plain, frozen data, the same for every backend.
+
+    >>> TurnRow(1, "t1", "user", "hi", None, None, None, None, 4).message()
+    {'role': 'user', 'content': 'hi'}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    doc_id: str
+    ord: int
+    title: str | None
+    text: str
+    tokens: int
+    metadata: dict[str, Any]
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    ord: int
+    title: str | None
+    text: str
+    tokens: int
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class DocumentWrite:
+    id: str
+    title: str | None
+    text: str
+    metadata: dict[str, Any]
+    content_hash: str
+    tokens: int
+    chunks: list[NewChunk]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    removed_chunk_ids: list[int]
+    added_chunk_ids: list[int]
+    added_vectors: np.ndarray
+    seq: int
+    seq_before: int  # the log's sequence when this write began (under the write lock)
+
+
+@dataclass(frozen=True)
+class TurnWrite:
+    id: str | None
+    role: str
+    content: str | None
+    name: str | None
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    ts: float | None
+    tokens: int
+    embedding: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class TurnRow:
+    seq: int
+    id: str
+    role: str
+    content: str | None
+    name: str | None
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    ts: float | None
+    tokens: int
+
+    def message(self) -> dict[str, Any]:
+        """The turn as an OpenAI chat message."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            out["name"] = self.name
+        if self.tool_calls:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    summary: str | None
+    summary_through: int
+    summary_tokens: int
+    turns: int
+    tokens: int = 0  # of every turn as a chat message, in the default encoding
+    created_at: float = 0.0  # tells a recreated session with the same id from the old one
