@@ -4,10 +4,12 @@ message history over sessions, and assembled prompts as LangChain messages. Each
 
     >>> from contextd.integrations.langchain import (  # doctest: +SKIP
     ...     ContextdChatMessageHistory, ContextdRetriever, to_langchain_messages)
-    >>> docs = ContextdRetriever(engine, namespace="docs", top_k=3).invoke("What is RRF?")
-    >>> history = ContextdChatMessageHistory(engine, "s1")
-    >>> history.add_messages([HumanMessage("Hi"), AIMessage("Hello!")])
-    >>> to_langchain_messages(engine.assemble(query="And?", session_id="s1", max_tokens=2000))
+    >>> retriever = ContextdRetriever(engine, namespace="docs", top_k=3)  # doctest: +SKIP
+    >>> docs = retriever.invoke("What is RRF?")  # doctest: +SKIP
+    >>> history = ContextdChatMessageHistory(engine, "s1")  # doctest: +SKIP
+    >>> history.add_messages([HumanMessage("Hi"), AIMessage("Hello!")])  # doctest: +SKIP
+    >>> response = engine.assemble(query="And?", session_id="s1", max_tokens=2000)  # doctest: +SKIP
+    >>> to_langchain_messages(response)  # doctest: +SKIP
 """
 
 from __future__ import annotations

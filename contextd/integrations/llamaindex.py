@@ -3,8 +3,10 @@ chat memory over sessions. Each takes an `Engine` or a `Client`.
 
     >>> from contextd.integrations.llamaindex import (  # doctest: +SKIP
     ...     ContextdChatMemory, ContextdRetriever)
-    >>> nodes = ContextdRetriever(engine, namespace="docs", top_k=3).retrieve("What is RRF?")
-    >>> memory = ContextdChatMemory.from_defaults(engine, session_id="s1", token_limit=3000)
+    >>> retriever = ContextdRetriever(engine, namespace="docs", top_k=3)  # doctest: +SKIP
+    >>> nodes = retriever.retrieve("What is RRF?")  # doctest: +SKIP
+    >>> memory = ContextdChatMemory.from_defaults(  # doctest: +SKIP
+    ...     engine, session_id="s1", token_limit=3000)
     >>> agent.run("Hi", memory=memory)  # doctest: +SKIP
 """
 

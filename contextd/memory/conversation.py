@@ -9,7 +9,7 @@ Two steps, at different times:
   fitted to its share, and earlier turns relevant to the query come back. A small budget
   selects from the stored state without changing it.
 
-    >>> memory = ConversationMemory(ExtractiveSummariser(), TurnRecaller())
+    >>> memory = ConversationMemory(ExtractiveSummariser(), TurnRecaller())  # doctest: +SKIP
     >>> result = memory.build(state, budget=2000, query="...", ...)  # doctest: +SKIP
 """
 

@@ -8,7 +8,7 @@ budget; nothing older is re-read.
     >>> from contextd.tokens import get_counter
     >>> s = ExtractiveSummariser()
     >>> s.summarise(None, ["Alice: We decided to meet on 3 May in Lisbon. ok."], 40, get_counter())
-    '- Alice: We decided to meet on 3 May in Lisbon.'
+    '- Alice: We decided to meet on 3 May in Lisbon. ok.'
 """
 
 from __future__ import annotations

@@ -285,6 +285,7 @@ class FaissVectorIndex:
     def load(cls, path: Path, dim: int, **config: Any) -> FaissVectorIndex:
         """Read a snapshot written by `save`; SnapshotError if it cannot be trusted.
 
+        >>> FaissVectorIndex(dim=2).save(Path("/tmp/ns.faiss"))
         >>> FaissVectorIndex.load(Path("/tmp/ns.faiss"), dim=2).kind
         'flat'
         """
