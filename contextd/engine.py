@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -135,7 +136,12 @@ class Engine:
         self.embedder.warm_up()
         self.embed_query("warm up")
         for name in self.registry.names():  # opens each namespace: loads its vector snapshot
-            self.registry.get(name)
+            try:
+                with self.registry.lease(name):
+                    self.registry.get(name)
+            except (ContextdError, OSError, sqlite3.Error) as exc:
+                # Reported, and answered with its own error when used; never blocks readiness.
+                log.warning("warm-up skipped namespace %s: %s", name, exc)
 
     def close(self) -> None:
         """Flush vector snapshots and close every namespace. Idempotent."""
@@ -184,7 +190,8 @@ class Engine:
             ... # doctest: +SKIP
         """
         req = parse(AssembleRequest, request if request is not None else fields)
-        return self.pipeline.run(req)
+        with self.registry.lease(req.namespace):
+            return self.pipeline.run(req)
 
     # ------------------------------------------------------------------ documents
 
@@ -194,15 +201,18 @@ class Engine:
 
             >>> engine.upsert_documents([{"id": "a", "text": "Alpha."}])  # doctest: +SKIP
         """
-        return self.ingestor.upsert(namespace, documents)
+        with self.registry.lease(namespace):
+            return self.ingestor.upsert(namespace, documents)
 
     def get_document(self, doc_id: str, *, namespace: str = "default") -> StoredDocument:
         """A stored document with its metadata and chunk count."""
-        return self.ingestor.get(namespace, doc_id)
+        with self.registry.lease(namespace):
+            return self.ingestor.get(namespace, doc_id)
 
     def delete_document(self, doc_id: str, *, namespace: str = "default") -> DeleteResult:
         """Remove a document and its chunks from every index."""
-        return self.ingestor.delete(namespace, doc_id)
+        with self.registry.lease(namespace):
+            return self.ingestor.delete(namespace, doc_id)
 
     def search(self, query: str | SearchRequest, *, namespace: str = "default",
                top_k: int = 10, filters: dict[str, Any] | None = None,
@@ -216,6 +226,10 @@ class Engine:
         else:
             req = parse(SearchRequest, {"query": query, "top_k": top_k, "filters": filters,
                                         "mode": mode})
+        with self.registry.lease(namespace):
+            return self._search(req, namespace)
+
+    def _search(self, req: SearchRequest, namespace: str) -> SearchResponse:
         ns = self.registry.get(namespace)
         timings: dict[str, float] = {}
         pool = self.ranker.pool_size(req.top_k)
@@ -253,22 +267,32 @@ class Engine:
 
             >>> engine.append_messages("s1", [{"role": "user", "content": "Hi"}])  # doctest: +SKIP
         """
-        return self.sessions.append(namespace, session_id, messages)
+        with self.registry.lease(namespace):
+            return self.sessions.append(namespace, session_id, messages)
 
     def get_session(self, session_id: str, *, namespace: str = "default") -> SessionInfo:
         """A session's turns, running summary and token counts."""
-        return self.sessions.get(namespace, session_id)
+        with self.registry.lease(namespace):
+            return self.sessions.get(namespace, session_id)
 
     def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
         """Delete a session and its turns; SessionNotFound if there is none."""
-        return self.sessions.delete(namespace, session_id)
+        with self.registry.lease(namespace):
+            return self.sessions.delete(namespace, session_id)
 
     # ------------------------------------------------------------------ namespaces
 
     def namespaces(self) -> list[NamespaceInfo]:
         """Every namespace with its document, chunk and session counts."""
-        return [NamespaceInfo(**self.registry.get(name).info())
-                for name in self.registry.names()]
+        infos = []
+        for name in self.registry.names():
+            try:
+                with self.registry.lease(name):
+                    infos.append(NamespaceInfo(**self.registry.get(name).info()))
+            except (ContextdError, OSError, sqlite3.Error) as exc:
+                # One namespace that cannot be opened is its own problem, not every caller's.
+                log.warning("namespace %s is unavailable: %s", name, exc)
+        return infos
 
     def delete_namespace(self, namespace: str) -> bool:
         """Delete a namespace and all it holds."""

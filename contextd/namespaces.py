@@ -1,5 +1,11 @@
 """The namespaces of a data directory: one folder each, opened on demand, fully isolated.
 
+Every engine operation holds a lease on its namespace (a shared hold of the namespace's
+lifetime lock) while it uses it; deleting a namespace takes that lock exclusively, so it
+waits for the operations in flight and the files go only when nothing uses them, and later
+operations find it gone (404) instead of using a closed database. At most
+`max_open_namespaces` stay open: the least recently used idle one is closed when another opens.
+
     >>> registry = NamespaceRegistry(settings, embedder)  # doctest: +SKIP
     >>> ns = registry.get("default")  # NamespaceNotFound unless it exists  # doctest: +SKIP
     >>> ns = registry.get_or_create("tenant-a")  # doctest: +SKIP
@@ -7,8 +13,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from contextd.errors import InvalidNamespace, NamespaceNotFound
@@ -17,6 +28,9 @@ from contextd.protocols import Embedder
 from contextd.settings import Settings
 from contextd.store.embedding_cache import EmbeddingCache
 from contextd.store.namespace import DB_FILE, IndexSettings, NamespaceData
+from contextd.store.rwlock import ReadWriteLock
+
+log = logging.getLogger("contextd.store")
 
 NAMESPACES_DIR = "namespaces"
 DEFAULT_NAMESPACE = "default"
@@ -48,9 +62,28 @@ class NamespaceRegistry:
         self.embedder = embedder
         self.root = Path(settings.data_dir) / NAMESPACES_DIR
         self.root.mkdir(parents=True, exist_ok=True)
-        self._open: dict[str, NamespaceData] = {}
+        self._open: OrderedDict[str, NamespaceData] = OrderedDict()
+        self._lifetimes: dict[str, ReadWriteLock] = {}
         self._lock = threading.RLock()
         self._cache: EmbeddingCache | None = None
+
+    def _lifetime(self, name: str) -> ReadWriteLock:
+        with self._lock:
+            lock = self._lifetimes.get(name)
+            if lock is None:
+                lock = self._lifetimes[name] = ReadWriteLock()
+            return lock
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[None]:
+        """Hold namespace `name` in use: it is neither deleted nor closed meanwhile.
+
+            >>> with registry.lease("default"):  # doctest: +SKIP
+            ...     registry.get("default").info()
+        """
+        check_namespace(name)
+        with self._lifetime(name).shared():
+            yield
 
     @property
     def cache(self) -> EmbeddingCache:
@@ -92,13 +125,35 @@ class NamespaceRegistry:
                     IndexSettings(self.settings.approximate_above, self.settings.snapshot_every,
                                   self.settings.approximate_recall))
                 self._open[name] = ns
+                self._close_idle(keep=name)
+            self._open.move_to_end(name)
             return ns
 
+    def _close_idle(self, keep: str) -> None:
+        """Close least recently used namespaces nobody holds, down to the limit."""
+        for name in list(self._open):
+            if len(self._open) <= self.settings.max_open_namespaces:
+                return
+            lifetime = self._lifetime(name)
+            if name == keep or not lifetime.try_exclusive():
+                continue  # in use: it stays open until a later open finds it idle
+            try:
+                self._open.pop(name).close()
+            finally:
+                lifetime.release_exclusive()
+
     def delete(self, name: str) -> bool:
-        with self._lock:
-            ns = self._get(name)
-            del self._open[name]
-            ns.destroy()
+        """Delete a namespace once the operations using it have finished.
+
+        A namespace that cannot be opened (say, indexed with another model) is deleted too."""
+        check_namespace(name)
+        with self._lifetime(name).exclusive():
+            with self._lock:
+                ns = self._open.pop(name, None)
+            if ns is not None:
+                ns.destroy()
+            else:
+                shutil.rmtree(self.root / name, ignore_errors=True)
             return True
 
     def close(self) -> None:

@@ -89,6 +89,10 @@ class Settings(BaseModel):
                                       "search that each approximate index build must measure "
                                       "on a sample of its vectors; the cells scanned per query "
                                       "grow until it does.")
+    max_open_namespaces: int = Field(256, ge=1, le=100_000, description="Namespaces kept "
+                                     "open at once (each holds SQLite connections and its "
+                                     "vector index); the least recently used idle one is "
+                                     "closed when another opens.")
     snapshot_every: int = Field(5_000, ge=1, description="Unsaved vector changes that trigger "
                                 "a snapshot of the vector index.")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a query embedding "

@@ -51,3 +51,17 @@ class ReadWriteLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+    def try_exclusive(self) -> bool:
+        """Take the lock exclusively only if nobody holds or waits for it; never blocks.
+        Release with `release_exclusive`."""
+        with self._cond:
+            if self._writer or self._readers or self._writers_waiting:
+                return False
+            self._writer = True
+            return True
+
+    def release_exclusive(self) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
