@@ -71,7 +71,8 @@ def _summary_refiner(settings: Settings) -> SummaryRefiner | None:
     if not settings.summariser_url:
         return None
     return SummaryRefiner(LLMSummariser(
-        settings.summariser_url, settings.summariser_model, settings.summariser_api_key,
+        settings.summariser_url, settings.summariser_model,
+        key.get_secret_value() if (key := settings.summariser_api_key) else None,
         settings.summariser_timeout_s, settings.summariser_retries))
 
 
