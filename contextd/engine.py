@@ -62,8 +62,9 @@ def default_embedder(settings: Settings) -> Embedder:
 
     if settings.embedder == "hash":
         return HashEmbedder()
-    return SentenceTransformerEmbedder(backend=settings.embedder,
-                                       cache_dir=settings.data_dir / "models")
+    # The ONNX export depends only on the bundled weights: once per machine, in the user
+    # cache directory, shared by every data directory.
+    return SentenceTransformerEmbedder(backend=settings.embedder)
 
 
 def _summary_refiner(settings: Settings) -> SummaryRefiner | None:
@@ -255,6 +256,14 @@ class Engine:
     def get_session(self, session_id: str, *, namespace: str = "default") -> SessionInfo:
         """A session's turns, running summary and token counts."""
         return self.sessions.get(namespace, session_id)
+
+    def list_sessions(self, *, namespace: str = "default") -> list[dict[str, Any]]:
+        """A namespace's sessions, newest first: `session_id`, `turns`, `updated_at` (epoch s).
+
+            >>> engine.list_sessions(namespace="default")[0]["session_id"]  # doctest: +SKIP
+            's1'
+        """
+        return self.registry.get(namespace).sessions.listing()
 
     def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
         """Delete a session and its turns; SessionNotFound if there is none."""
