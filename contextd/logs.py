@@ -56,6 +56,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record, so a handler set up
+    once keeps working when stderr is swapped (test capture, daemonisers)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
+def _install(handler: logging.Handler, level: int | str) -> None:
+    # Replaces only a handler installed here before, so embedding code (or a test runner) that
+    # set up its own handlers keeps them.
+    handler._contextd = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_contextd", False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def configure_logging(level: str = "info", log_format: str = "text",
                       stream: IO[str] | None = None) -> logging.Handler:
     """Route every log record, uvicorn's included, through one stderr handler in `log_format`
@@ -63,34 +89,22 @@ def configure_logging(level: str = "info", log_format: str = "text",
 
         >>> configure_logging("debug", "text")  # doctest: +SKIP
     """
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else
                          logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+    _install(handler, level.upper())
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 
 def configure_status_lines(stream: IO[str] | None = None) -> None:
     """For one-shot commands: warnings, and contextd's INFO status lines (such as the one-time
     model export), as plain messages on stderr, so stdout stays the command's output."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+    _install(handler, logging.WARNING)
     logging.getLogger("contextd").setLevel(logging.INFO)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
