@@ -3,7 +3,11 @@
     $ contextd ingest docs/ --namespace default
     $ contextd search "how are tokens counted?"
     $ contextd assemble "how are tokens counted?" --max-tokens 1500 --json
-    $ contextd serve --host 127.0.0.1 --port 8000 --data-dir indexes --sample
+    $ contextd sessions show chat-1 --namespace default
+    $ contextd serve --config contextd.toml --log-format json --sample
+
+Settings come from flags, then CONTEXTD_* variables, then a TOML config file (--config or
+CONTEXTD_CONFIG), then the defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ from typing import Any
 from contextd.errors import ContextdError, InvalidRequest
 from contextd.loaders import read_documents
 from contextd.models import MAX_BATCH_DOCUMENTS
+from contextd.namespaces import DEFAULT_NAMESPACE
 
 INGEST_BATCH = 256
 
@@ -33,11 +39,26 @@ def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[s
         yield batch
 
 
-def _engine(args: argparse.Namespace) -> Any:
-    from contextd.engine import Engine
+def settings_from(args: argparse.Namespace) -> Any:
+    """Settings for a command: its flags, then CONTEXTD_* variables, then the config file
+    (--config, else CONTEXTD_CONFIG), then the defaults; the same for every command."""
     from contextd.settings import Settings
 
-    return Engine(settings=Settings.from_env(data_dir=args.data_dir))
+    flags = {name: getattr(args, name) for name in SETTING_FLAGS if hasattr(args, name)}
+    return Settings.from_env(config_file=getattr(args, "config", None), **flags)
+
+
+def _engine(args: argparse.Namespace, *, namespace: str | None = None,
+            read_only: bool = False) -> Any:
+    """The Engine a command runs on; `read_only` commands fail on a missing data directory
+    (or `namespace`) before the Engine, which creates folders, is built."""
+    from contextd.engine import Engine
+    from contextd.namespaces import require_existing
+
+    settings = settings_from(args)
+    if read_only:
+        require_existing(Path(settings.data_dir), namespace)
+    return Engine(settings=settings)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -56,7 +77,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    with _engine(args) as engine:
+    with _engine(args, namespace=args.namespace, read_only=True) as engine:
         response = engine.search(args.query, namespace=args.namespace, top_k=args.top_k,
                                  mode=args.mode)
     if args.json:
@@ -77,7 +98,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         request["model"] = args.model
     if args.max_tokens or not args.model:
         request["max_tokens"] = args.max_tokens or 4000
-    with _engine(args) as engine:
+    with _engine(args, namespace=args.namespace, read_only=True) as engine:
         response = engine.assemble(request)
     if args.json:
         print(response.model_dump_json(indent=2))
@@ -158,59 +179,206 @@ def _write_report(report: dict[str, Any], out: str | None) -> None:
         Path(out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from contextd.server.serve import serve
+def _namespace(args: argparse.Namespace) -> str:
+    # Group commands (`sessions`, `sessions list`) take --namespace at either level, so the
+    # flag has no argparse default that one level would overwrite the other's value with.
+    return str(getattr(args, "namespace", DEFAULT_NAMESPACE))
 
-    serve(args.host, args.port, args.data_dir, args.sample, log_level=args.log_level)
+
+def cmd_namespaces_list(args: argparse.Namespace) -> int:
+    with _engine(args, read_only=True) as engine:
+        infos = engine.namespaces()
+    if getattr(args, "json", False):
+        print(json.dumps([info.model_dump(mode="json") for info in infos], indent=2))
+        return 0
+    for info in infos:
+        print(f"{info.name}  {info.documents} documents, {info.chunks} chunks, "
+              f"{info.sessions} sessions")
     return 0
 
 
+def cmd_namespaces_delete(args: argparse.Namespace) -> int:
+    with _engine(args, namespace=args.name, read_only=True) as engine:
+        engine.delete_namespace(args.name)
+    print(json.dumps({"deleted": args.name}))
+    return 0
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    with _engine(args, namespace=_namespace(args), read_only=True) as engine:
+        sessions = engine.list_sessions(namespace=_namespace(args))
+    if getattr(args, "json", False):
+        print(json.dumps(sessions, indent=2))
+        return 0
+    for row in sessions:
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["updated_at"]))
+        print(f"{row['session_id']}  {row['turns']} turns, updated {updated}")
+    return 0
+
+
+def cmd_sessions_show(args: argparse.Namespace) -> int:
+    with _engine(args, namespace=_namespace(args), read_only=True) as engine:
+        info = engine.get_session(args.session_id, namespace=_namespace(args))
+    if getattr(args, "json", False):
+        print(info.model_dump_json(indent=2))
+        return 0
+    if info.summary:
+        print(f"--- summary (through turn {info.summary_through}, {info.summary_tokens} tokens)")
+        print(info.summary)
+    for turn in info.turns:
+        print(f"--- {turn.seq} {turn.role} ({turn.tokens} tokens)")
+        print(turn.content)
+    return 0
+
+
+def cmd_sessions_delete(args: argparse.Namespace) -> int:
+    with _engine(args, namespace=_namespace(args), read_only=True) as engine:
+        engine.delete_session(args.session_id, namespace=_namespace(args))
+    print(json.dumps({"namespace": _namespace(args), "deleted": args.session_id}))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from contextd.server.serve import serve
+
+    serve(settings_from(args), sample=args.sample)
+    return 0
+
+
+# --------------------------------------------------------------------------- the parser
+
+# Flags that set a Settings field of the same name. Their argparse default is SUPPRESS, so
+# an absent flag leaves the field to the environment, the config file, then the default.
+SETTING_FLAGS = ("data_dir", "host", "port", "log_level", "log_format")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default, and keeps the examples of descriptions as written."""
+
+
+def setting_option(parser: argparse.ArgumentParser, name: str) -> None:
+    """Add `--<name>` for the Settings field `name`, its help and default taken from there.
+
+        >>> setting_option(parser, "data_dir")  # doctest: +SKIP
+    """
+    from typing import get_args
+
+    from contextd.settings import Settings
+
+    field = Settings.model_fields[name]
+    kwargs: dict[str, Any] = {}
+    if field.annotation is int:
+        kwargs["type"] = int
+    choices = get_args(field.annotation)
+    if choices and all(isinstance(c, str) for c in choices):
+        kwargs["choices"] = choices
+    parser.add_argument(
+        f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS,
+        help=f"{field.description} (default: {field.default}; or CONTEXTD_{name.upper()}, "
+        f"or {name} in the config file)", **kwargs)
+
+
+def config_options() -> argparse.ArgumentParser:
+    """The options every command takes: the config file and the data directory."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
+                        help="TOML file of settings, below flags and CONTEXTD_* variables "
+                        "(default: $CONTEXTD_CONFIG, else none)")
+    setting_option(parent, "data_dir")
+    return parent
+
+
+def add_command(sub: Any, name: str, func: Any, help: str,
+                *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A subcommand `name` running `func(args)`, with the config options and `parents`.
+
+        >>> p = add_command(sub, "keys", cmd_keys, "manage API keys")  # doctest: +SKIP
+    """
+    p = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter,
+                       parents=[config_options(), *parents])
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="contextd", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The `contextd` argument parser; a new command is one `add_command` call here."""
+    from contextd.version import __version__
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
-        p.add_argument("--namespace", default="default", help="namespace (default: default)")
+    parser = argparse.ArgumentParser(prog="contextd", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"contextd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("ingest", help="ingest a JSONL file or a folder of .txt/.md files")
-    p.add_argument("path")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    common(p)
-    p.set_defaults(func=cmd_ingest)
+    namespace = argparse.ArgumentParser(add_help=False)
+    namespace.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print the response as JSON")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress bars")
+    modes = ["hybrid", "dense", "lexical"]
+    mode_help = ("retrieval: dense and lexical fused, embeddings only, or bm25 only "
+                 "(lexical needs no embedding model)")
 
-    p = sub.add_parser("search", help="retrieve and rank chunks for a query")
+    p = add_command(sub, "ingest", cmd_ingest, "ingest a JSONL file, one .md/.txt file, or a "
+                    "folder of .md/.txt files", namespace, quiet)
+    p.add_argument("path", help="a .jsonl file ({id, text, title?, metadata?} or BEIR rows), "
+                   "a .md/.txt file, or a folder")
+
+    p = add_command(sub, "search", cmd_search, "retrieve and rank chunks for a query",
+                    namespace, as_json)
     p.add_argument("query")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
-    p.add_argument("--json", action="store_true")
-    common(p)
-    p.set_defaults(func=cmd_search)
+    p.add_argument("--top-k", type=int, default=10, help="chunks to return")
+    p.add_argument("--mode", choices=modes, default="hybrid", help=mode_help)
 
-    p = sub.add_parser("assemble", help="assemble prompt messages for a query")
+    p = add_command(sub, "assemble", cmd_assemble, "assemble prompt messages for a query",
+                    namespace, as_json)
     p.add_argument("query")
-    p.add_argument("--session", default=None, help="session id")
+    p.add_argument("--session", default=None, help="session id whose history to use")
     p.add_argument("--system", default=None, help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=None, help="prompt budget (default 4000)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="prompt budget (4000 when no --model is given)")
     p.add_argument("--model", default=None, help="model whose window sets the budget")
-    p.add_argument("--top-k", type=int, default=8)
-    p.add_argument("--json", action="store_true", help="print the response as JSON")
-    common(p)
-    p.set_defaults(func=cmd_assemble)
+    p.add_argument("--top-k", type=int, default=8, help="most documents to include")
 
-    evaluate = sub.add_parser("eval", help="measure retrieval or memory quality")
-    kinds = evaluate.add_subparsers(dest="kind", required=True)
-    p = kinds.add_parser("beir", help="retrieval quality on a BEIR-layout dataset folder")
+    # `namespaces` and `sessions` take their options before or after the action; those have
+    # no argparse default, which the action's parser would apply over the group's value.
+    group_namespace = argparse.ArgumentParser(add_help=False)
+    group_namespace.add_argument("--namespace", default=argparse.SUPPRESS,
+                                 help=f"namespace (default: {DEFAULT_NAMESPACE})")
+    group_json = argparse.ArgumentParser(add_help=False)
+    group_json.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help="print the response as JSON (default: False)")
+
+    p = add_command(sub, "namespaces", cmd_namespaces_list, "list or delete namespaces "
+                    "(default: list)", group_json)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    add_command(actions, "list", cmd_namespaces_list, "list namespaces with their counts",
+                group_json)
+    add_command(actions, "delete", cmd_namespaces_delete, "delete a namespace and all it "
+                "holds").add_argument("name", help="the namespace to delete")
+
+    p = add_command(sub, "sessions", cmd_sessions_list, "list, show or delete the sessions of "
+                    "a namespace (default: list)", group_namespace, group_json)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    add_command(actions, "list", cmd_sessions_list, "list sessions, newest first",
+                group_namespace, group_json)
+    add_command(actions, "show", cmd_sessions_show, "show a session's summary and turns",
+                group_namespace, group_json).add_argument("session_id")
+    add_command(actions, "delete", cmd_sessions_delete, "delete a session and its turns",
+                group_namespace).add_argument("session_id")
+
+    evaluate = sub.add_parser("eval", help="measure retrieval or memory quality",
+                              formatter_class=HelpFormatter)
+    kinds = evaluate.add_subparsers(dest="kind", required=True, metavar="KIND")
+    p = add_command(kinds, "beir", cmd_eval_beir, "retrieval quality on a BEIR-layout "
+                    "dataset folder", quiet)
     p.add_argument("dataset", help="folder with corpus.jsonl, queries.jsonl, qrels/test.tsv")
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default="hybrid")
+    p.add_argument("--mode", choices=modes, default="hybrid", help=mode_help)
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--eval-namespace", default=None,
                    help="namespace to ingest into (default: beir-<folder name>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
-    p.set_defaults(func=cmd_eval_beir)
-    p = kinds.add_parser("conversations",
-                         help="memory quality on LoCoMo- or LongMemEval-layout conversations")
+    p = add_command(kinds, "conversations", cmd_eval_conversations, "memory quality on "
+                    "LoCoMo- or LongMemEval-layout conversations", quiet)
     p.add_argument("file", help="JSON file in the LoCoMo or the LongMemEval layout")
     p.add_argument("--budgets", default="1000,2000,4000", help="history budgets, in tokens")
     p.add_argument("--format", choices=["locomo", "longmemeval"], default=None,
@@ -219,29 +387,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate this many conversations, spread over the kinds of question "
                    "(a LongMemEval history is one conversation)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
-    p.set_defaults(func=cmd_eval_conversations)
 
-    p = sub.add_parser("serve", help="run the HTTP service")
-    p.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.add_argument("--data-dir", default="indexes", help="data directory (default: indexes)")
+    p = add_command(sub, "serve", cmd_serve, "run the HTTP service")
+    for name in ("host", "port", "log_level", "log_format"):
+        setting_option(p, name)
     p.add_argument("--sample", action="store_true",
                    help="ingest the sample corpus into an empty 'default' namespace")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(func=cmd_serve)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `contextd` command line; returns the exit status (2 on a request error).
+
+        >>> main(["search", "how are tokens counted?", "--data-dir", "indexes"])  # doctest: +SKIP
+        0
+    """
+    from pydantic import ValidationError
+
+    from contextd.logs import configure_status_lines
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":  # serve sets up its own logging
+        configure_status_lines()
     try:
         return int(args.func(args))
     except ContextdError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a bad value from a flag, CONTEXTD_* or the config file
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in exc.errors())
+        print(f"error: invalid setting: {problems}", file=sys.stderr)
         return 2
 
 

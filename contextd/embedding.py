@@ -178,6 +178,7 @@ def ensure_onnx_model(model_path: Path, models_dir: Path, quantize: bool = True)
     if target.exists():
         return target
     models_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("preparing the embedding model, once per machine, ~10 s (into %s)", models_dir)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".export-") as tmp:
         fp32 = Path(tmp) / "model.onnx"
@@ -296,7 +297,7 @@ class SentenceTransformerEmbedder:
     Loads lazily and once (thread-safe) on `warm_up()` or the first `embed()`; never touches
     the network. `threads` sets the intra-op thread count of the chosen runtime (default: one
     per usable core); with torch this is process-wide (`torch.set_num_threads`). `cache_dir`
-    holds ONNX exports: the engine passes `<data_dir>/models`; default ~/.cache/contextd.
+    holds ONNX exports: default ~/.cache/contextd, once per machine.
 
         >>> emb = SentenceTransformerEmbedder(backend="torch")
         >>> emb.embed(["hello world"]).shape

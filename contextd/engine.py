@@ -63,8 +63,9 @@ def default_embedder(settings: Settings) -> Embedder:
 
     if settings.embedder == "hash":
         return HashEmbedder()
-    return SentenceTransformerEmbedder(backend=settings.embedder,
-                                       cache_dir=settings.data_dir / "models")
+    # The ONNX export depends only on the bundled weights: once per machine, in the user
+    # cache directory, shared by every data directory.
+    return SentenceTransformerEmbedder(backend=settings.embedder)
 
 
 def _summary_refiner(settings: Settings) -> SummaryRefiner | None:
@@ -72,7 +73,8 @@ def _summary_refiner(settings: Settings) -> SummaryRefiner | None:
     if not settings.summariser_url:
         return None
     return SummaryRefiner(LLMSummariser(
-        settings.summariser_url, settings.summariser_model, settings.summariser_api_key,
+        settings.summariser_url, settings.summariser_model,
+        key.get_secret_value() if (key := settings.summariser_api_key) else None,
         settings.summariser_timeout_s, settings.summariser_retries))
 
 
@@ -274,6 +276,14 @@ class Engine:
         """A session's turns, running summary and token counts."""
         with self.registry.lease(namespace):
             return self.sessions.get(namespace, session_id)
+
+    def list_sessions(self, *, namespace: str = "default") -> list[dict[str, Any]]:
+        """A namespace's sessions, newest first: `session_id`, `turns`, `updated_at` (epoch s).
+
+            >>> engine.list_sessions(namespace="default")[0]["session_id"]  # doctest: +SKIP
+            's1'
+        """
+        return self.registry.get(namespace).sessions.listing()
 
     def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
         """Delete a session and its turns; SessionNotFound if there is none."""

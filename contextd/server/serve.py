@@ -1,6 +1,6 @@
 """`contextd serve`: the HTTP service on uvicorn, optionally seeded with the sample corpus.
 
-    $ contextd serve --host 127.0.0.1 --port 8000 --data-dir indexes --sample
+    $ contextd serve --host 127.0.0.1 --port 8000 --data-dir indexes --sample --log-format json
 
 The model loads once, in the warm-up thread, while uvicorn already answers /healthz; with
 `--sample` the same thread then ingests `samples/` into namespace `default` if it is empty
@@ -45,8 +45,9 @@ def ingest_samples(engine: Engine, folder: Path = SAMPLES_DIR,
     return len(docs)
 
 
-def curl_example(host: str, port: int, api_key: str | None = None) -> str:
-    """A ready-to-paste curl command for /v1/assemble against this server.
+def curl_example(host: str, port: int, api_key: bool = False) -> str:
+    """A ready-to-paste curl command for /v1/assemble against this server; with `api_key`, it
+    sends the key from $CONTEXTD_API_KEY (never the key itself).
 
         >>> print(curl_example("127.0.0.1", 8000).splitlines()[0])
         curl -s http://127.0.0.1:8000/v1/assemble \\
@@ -63,24 +64,23 @@ def curl_example(host: str, port: int, api_key: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "indexes",
-          sample: bool = False, *, log_level: str = "info") -> None:
+def serve(settings: Settings | None = None, *, sample: bool = False) -> None:
     """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
 
-    Settings come from CONTEXTD_* variables (e.g. CONTEXTD_EMBEDDER=hash for a model-free
-    server, CONTEXTD_API_KEY to require a Bearer token on /v1 routes, CONTEXTD_HTTP_THREADS
-    for how many Engine calls run at once).
+    `settings` (default: `Settings.from_env()`, i.e. CONTEXTD_* variables and the config file)
+    give the interface, port, data directory, API key, worker threads and logging; contextd
+    and uvicorn log through one handler in `settings.log_format`.
 
-        >>> serve("127.0.0.1", 8000, "indexes", sample=True)  # doctest: +SKIP
+        >>> serve(Settings.from_env(port=8000), sample=True)  # doctest: +SKIP
     """
     import uvicorn
 
+    from contextd.logs import configure_logging
     from contextd.server import create_app
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(data_dir=Path(data_dir))
-    api_key = settings.api_key
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    host, port = settings.host, settings.port
     engine = Engine(settings=settings)
 
     def on_ready(ready: Engine) -> None:
@@ -89,12 +89,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "ind
             if count:
                 log.info("ingested %d sample documents into namespace %r", count,
                          SAMPLE_NAMESPACE)
-            print("\ncontextd is ready. Try:\n\n" + curl_example(host, port, api_key) + "\n",
-                  flush=True)
+            print("\ncontextd is ready. Try:\n\n"
+                  + curl_example(host, port, settings.api_key is not None) + "\n", flush=True)
 
-    app = create_app(engine, api_key=api_key, on_ready=on_ready,
+    app = create_app(engine, api_key=settings.api_key, on_ready=on_ready,
                      worker_threads=settings.http_threads,
                      max_body_bytes=settings.max_body_bytes)
     # One worker process: the model and indexes live in this process; concurrency comes from
-    # the app's thread pool and the query micro-batcher.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
+    # the app's thread pool and the query micro-batcher. log_config=None: uvicorn's loggers
+    # keep no handlers of their own and propagate to the one configure_logging set up.
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, log_config=None,
+                timeout_graceful_shutdown=30)

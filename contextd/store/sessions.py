@@ -44,6 +44,13 @@ class SqliteSessionStore:
         ).fetchone()
         return SessionRow(*row) if row else None
 
+    def listing(self) -> list[dict[str, Any]]:
+        """Every session: id, turn count and last update (epoch seconds), newest first."""
+        rows = self.store.reader().execute(
+            "SELECT s.id, (SELECT count(*) FROM turns t WHERE t.session_id = s.id), "
+            "s.updated_at FROM sessions s ORDER BY s.updated_at DESC, s.id").fetchall()
+        return [{"session_id": r[0], "turns": r[1], "updated_at": r[2]} for r in rows]
+
     def append(self, session_id: str, turns: Sequence[TurnWrite]) -> list[TurnRow]:
         """Append turns in order, creating the session; all of them or none."""
         now = time.time()

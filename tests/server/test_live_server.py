@@ -19,11 +19,12 @@ import httpx
 import pytest
 
 from contextd import Client, DocumentNotFound
+from contextd.server.serve import SAMPLES_DIR
 
 pytestmark = pytest.mark.server
 
 STARTUP_S = 60
-SAMPLES = Path(__file__).resolve().parents[2] / "contextd" / "samples"
+SAMPLES = SAMPLES_DIR
 
 
 def free_port() -> int:
@@ -102,6 +103,17 @@ def test_serve_persist_and_restart(tmp_path: Path) -> None:
         session = client.get_session("chat", namespace="wire")
         assert [t.content for t in session.turns] == ["How is data kept?", "In SQLite."]
         assert client.assemble(body).usage.total <= body["max_tokens"]
+
+
+def test_serve_logs_json_lines_with_request_ids(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data", "--log-format", "json") as (url, output):
+        assert httpx.get(url + "/v1/namespaces", headers={"X-Request-ID": "live-1"}).is_success
+    lines = [json.loads(line) for line in output]  # every line, uvicorn's too, is JSON
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert any(line["request_id"] == "live-1" and "GET /v1/namespaces" in line["message"]
+               for line in access), access
+    assert {line["logger"] for line in lines} >= {"uvicorn.error", "contextd.server"}
+    assert not any(line["logger"].startswith("faiss") for line in lines)
 
 
 def test_serve_limits_native_thread_pools(monkeypatch: pytest.MonkeyPatch) -> None:
