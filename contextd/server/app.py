@@ -18,6 +18,8 @@ from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from contextd.engine import Engine
 from contextd.server.calls import EngineCalls, check_api_key
@@ -32,6 +34,9 @@ log = logging.getLogger("contextd.server")
 # How long shutdown waits for running Engine calls (a large upsert on a busy machine) before
 # closing the engine anyway.
 SHUTDOWN_WAIT_S = 300.0
+# Where the bundled swagger-ui and redoc assets are served.
+DOCS_ASSETS = "/static/docs"
+BEARER_SCHEME = "apiKey"
 
 
 def _include_v1(app: FastAPI) -> None:
@@ -40,6 +45,27 @@ def _include_v1(app: FastAPI) -> None:
     for module in (assemble, documents, search, sessions, namespaces):
         app.include_router(module.router, dependencies=[Depends(check_api_key)],
                            responses=problem_responses(401, 422, 500, 503))
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    # check_api_key reads the header itself (one code path with or without a key), so the
+    # schema is told here: a bearer scheme, required by every /v1 operation, which lets the
+    # docs page's "Authorize" send the key.
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                BEARER_SCHEME: {"type": "http", "scheme": "bearer",
+                                "description": "The server's API key (CONTEXTD_API_KEY)."}}
+            for path, operations in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{BEARER_SCHEME: []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- the app
@@ -78,9 +104,12 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
                           SHUTDOWN_WAIT_S)
             await anyio.to_thread.run_sync(engine.close)
 
-    app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
-                  description="Decides what goes into an LLM prompt: retrieval, ranking, "
-                  "conversation memory and exact token-budget packing.")
+    # /docs and /redoc load swagger-ui and redoc from the package's bundled copies, so they
+    # render with no network (the stock pages load them from a CDN).
+    app = FastAPIOffline(title="contextd", version=__version__, lifespan=lifespan,
+                         static_url=DOCS_ASSETS,
+                         description="Decides what goes into an LLM prompt: retrieval, ranking, "
+                         "conversation memory and exact token-budget packing.")
     app.state.engine = engine
     app.state.engine_closed = False
     app.state.api_key = api_key
@@ -94,6 +123,8 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     _include_v1(app)
     app.include_router(ops.router)
     add_problem_handlers(app)
+    if api_key:
+        _document_bearer_auth(app)
     # Added last, so outermost: every response, 413s included, gets an id and a latency.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
