@@ -23,7 +23,7 @@ from contextd import Client, DocumentNotFound
 pytestmark = pytest.mark.server
 
 STARTUP_S = 60
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "contextd" / "samples"
 
 
 def free_port() -> int:
@@ -88,10 +88,13 @@ def test_serve_persist_and_restart(tmp_path: Path) -> None:
         assert client.delete_document("wire-1", namespace="wire").deleted
         assert httpx.get(url + "/metrics").text.count("contextd_http_request_duration") > 0
 
-    # The printed curl example is ready to paste: its body is a valid assemble request.
+    # The printed curl example is ready to paste: its body is a valid assemble request with
+    # no session (so running it again changes nothing), and its output is pretty-printed.
     printed = "\n".join(output)
-    assert f"curl -s {url}/v1/assemble" in printed
+    assert f"curl -s {url}/v1/namespaces/default/assemble" in printed
+    assert "| python3 -m json.tool" in printed
     body = json.loads(re.search(r"-d '(.+)'", printed).group(1))  # type: ignore[union-attr]
+    assert "session_id" not in body and "messages" not in body
 
     with running_server(data) as (url, _), Client(url) as client:
         assert client.get_document("wire-2", namespace="wire").text == docs[1]["text"]
@@ -101,7 +104,9 @@ def test_serve_persist_and_restart(tmp_path: Path) -> None:
         assert [h.id for h in hits][:1] == ["wire-3"] and "wire-1" not in {h.id for h in hits}
         session = client.get_session("chat", namespace="wire")
         assert [t.content for t in session.turns] == ["How is data kept?", "In SQLite."]
-        assert client.assemble(body).usage.total <= body["max_tokens"]
+        first, again = client.assemble(body), client.assemble(body)
+        assert first.usage.total <= body["max_tokens"]
+        assert [m.content for m in again.messages] == [m.content for m in first.messages]
 
 
 def test_serve_limits_native_thread_pools(monkeypatch: pytest.MonkeyPatch) -> None:
