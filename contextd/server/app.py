@@ -18,7 +18,6 @@ from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from contextd.engine import Engine
@@ -50,20 +49,20 @@ def _include_v1(app: FastAPI) -> None:
 def _document_bearer_auth(app: FastAPI) -> None:
     # check_api_key reads the header itself (one code path with or without a key), so the
     # schema is told here: a bearer scheme, required by every /v1 operation, which lets the
-    # docs page's "Authorize" send the key.
+    # docs page's "Authorize" send the key. Wraps the problem-details schema of
+    # add_problem_handlers.
+    problem_openapi = app.openapi
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = {
-                BEARER_SCHEME: {"type": "http", "scheme": "bearer",
-                                "description": "The server's API key (CONTEXTD_API_KEY)."}}
-            for path, operations in schema["paths"].items():
-                if path.startswith("/v1/"):
-                    for operation in operations.values():
-                        operation["security"] = [{BEARER_SCHEME: []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
+        schema = problem_openapi()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            BEARER_SCHEME: {"type": "http", "scheme": "bearer",
+                            "description": "The server's API key (CONTEXTD_API_KEY)."}}
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{BEARER_SCHEME: []}]
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -65,3 +65,11 @@ async def test_openapi_declares_bearer_auth_with_a_key(server_engine: Engine) ->
     for path, operation in v1:
         assert operation["security"] == [{"apiKey": []}], path
     assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+async def test_openapi_with_a_key_keeps_problem_media_types(server_engine: Engine) -> None:
+    transport = httpx.ASGITransport(app=create_app(server_engine, api_key="s3cret"))
+    async with httpx.AsyncClient(transport=transport, base_url="http://contextd") as http:
+        schema = (await http.get("/openapi.json")).json()
+    unauthorized = schema["paths"]["/v1/namespaces"]["get"]["responses"]["401"]
+    assert list(unauthorized["content"]) == ["application/problem+json"]
