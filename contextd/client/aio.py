@@ -35,7 +35,7 @@ class AsyncClient(BaseClient):
         ...     response = await client.assemble(query="What is RRF?", max_tokens=1500)
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None,
+    def __init__(self, base_url: str | None = None, api_key: str | None = None,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, *,
                  transport: httpx.AsyncBaseTransport | None = None,
                  http: httpx.AsyncClient | None = None, **retry: Any) -> None:
