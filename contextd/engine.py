@@ -259,6 +259,14 @@ class Engine:
         """Delete a session and its turns; SessionNotFound if there is none."""
         return self.sessions.delete(namespace, session_id)
 
+    def list_sessions(self, namespace: str = "default") -> list[str]:
+        """The session ids of a namespace, the most recently updated first.
+
+            >>> engine.list_sessions("default")  # doctest: +SKIP
+            ['user-42', 'demo']
+        """
+        return self.registry.get(namespace).sessions.ids()
+
     # ------------------------------------------------------------------ namespaces
 
     def namespaces(self) -> list[NamespaceInfo]:

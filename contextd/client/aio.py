@@ -112,6 +112,10 @@ class AsyncClient(BaseClient):
         """Delete a session and its turns; SessionNotFound if there is none."""
         return await self._send(self._session("DELETE", session_id, namespace, None))
 
+    async def list_sessions(self, namespace: str = "default") -> list[str]:
+        """The session ids of a namespace, the most recently updated first."""
+        return await self._send(self._sessions(namespace))
+
     async def namespaces(self) -> list[NamespaceInfo]:
         """Every namespace with its document, chunk and session counts."""
         return await self._send(Call("GET", "/v1/namespaces", returns=_NAMESPACES))

@@ -51,6 +51,7 @@ API_KEY_VARIABLE = "CONTEXTD_API_KEY"
 # Failures where the request never reached a server: the server is down or unreachable.
 _UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 _NAMESPACES = TypeAdapter(list[NamespaceInfo])
+_SESSION_IDS = TypeAdapter(list[str])
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ class BaseClient:
         return Call("POST", f"{_session_path(namespace, session_id)}/messages",
                     json={"messages": [_dump(m) for m in messages]},
                     idempotent=False, returns=AppendResult)
+
+    def _sessions(self, namespace: str) -> Call:
+        return Call("GET", f"/v1/namespaces/{path_segment(namespace)}/sessions",
+                    returns=_SESSION_IDS)
 
     def _session(self, method: str, session_id: str, namespace: str, returns: Any) -> Call:
         return Call(method, _session_path(namespace, session_id), returns=returns)

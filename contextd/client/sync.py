@@ -128,6 +128,10 @@ class Client(BaseClient):
         """Delete a session and its turns; SessionNotFound if there is none."""
         return self._send(self._session("DELETE", session_id, namespace, None))
 
+    def list_sessions(self, namespace: str = "default") -> list[str]:
+        """The session ids of a namespace, the most recently updated first."""
+        return self._send(self._sessions(namespace))
+
     def namespaces(self) -> list[NamespaceInfo]:
         """Every namespace with its document, chunk and session counts."""
         return self._send(Call("GET", "/v1/namespaces", returns=_NAMESPACES))

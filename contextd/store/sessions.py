@@ -85,6 +85,12 @@ class SessionStore:
         ).fetchone()
         return SessionRow(*row) if row else None
 
+    def ids(self) -> list[str]:
+        """Every session id, the most recently updated first."""
+        rows = self.store.reader().execute(
+            "SELECT id FROM sessions ORDER BY updated_at DESC, id").fetchall()
+        return [row[0] for row in rows]
+
     def append(self, session_id: str, turns: Sequence[TurnWrite]) -> list[TurnRow]:
         """Append turns in order, creating the session; all of them or none."""
         now = time.time()

@@ -1,10 +1,12 @@
-"""Sessions of a namespace: append turns, read, delete.
+"""Sessions of a namespace: list them, append turns, read, delete.
 
 The canonical routes are `/v1/namespaces/{namespace}/sessions/{session_id}...`; the older
 `/v1/sessions/{session_id}...?namespace=` stay as deprecated aliases.
 """
 
 from __future__ import annotations
+
+import json
 
 from fastapi import APIRouter, Request, Response
 
@@ -31,6 +33,15 @@ async def _delete(namespace: str, session_id: str, request: Request,
                   engine: EngineDep) -> Response:
     await run_engine(request, engine.delete_session, session_id, namespace=namespace)
     return Response(status_code=204)
+
+
+@router.get("/namespaces/{namespace}/sessions", response_model=list[str],
+            responses=problem_responses(404))
+async def list_sessions(namespace: NamespacePath, request: Request,
+                        engine: EngineDep) -> Response:
+    """The namespace's session ids, the most recently updated first."""
+    ids = await run_engine(request, engine.list_sessions, namespace)
+    return Response(json.dumps(ids), media_type="application/json")
 
 
 @router.post("/namespaces/{namespace}/sessions/{session_id}/messages",
