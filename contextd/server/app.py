@@ -25,7 +25,15 @@ from contextd.server.calls import EngineCalls, check_api_key
 from contextd.server.metrics import ServiceMetrics
 from contextd.server.middleware import BodyLimit, RequestContext
 from contextd.server.problems import add_problem_handlers, problem_responses
-from contextd.server.routes import assemble, documents, namespaces, ops, search, sessions
+from contextd.server.routes import (
+    assemble,
+    documents,
+    inspect,
+    namespaces,
+    ops,
+    search,
+    sessions,
+)
 from contextd.version import __version__
 
 log = logging.getLogger("contextd.server")
@@ -121,6 +129,7 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     app.state.warm_error = None
     _include_v1(app)
     app.include_router(ops.router)
+    app.include_router(inspect.router)
     add_problem_handlers(app)
     if api_key:
         _document_bearer_auth(app)
