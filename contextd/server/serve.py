@@ -90,8 +90,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "ind
             if count:
                 log.info("ingested %d sample documents into namespace %r", count,
                          SAMPLE_NAMESPACE)
-            print("\ncontextd is ready. Try:\n\n" + curl_example(host, port, api_key) + "\n",
-                  flush=True)
+            shown = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+            print("\ncontextd is ready. Try:\n\n" + curl_example(host, port, api_key) +
+                  f"\n\nor open {shown}/inspect to see where the tokens go, and {shown}/docs "
+                  "for the API.\n", flush=True)
 
     app = create_app(engine, api_key=api_key, on_ready=on_ready,
                      worker_threads=settings.http_threads,

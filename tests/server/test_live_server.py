@@ -93,6 +93,7 @@ def test_serve_persist_and_restart(tmp_path: Path) -> None:
     printed = "\n".join(output)
     assert f"curl -s {url}/v1/namespaces/default/assemble" in printed
     assert "| python3 -m json.tool" in printed
+    assert f"{url}/inspect" in printed and f"{url}/docs" in printed
     body = json.loads(re.search(r"-d '(.+)'", printed).group(1))  # type: ignore[union-attr]
     assert "session_id" not in body and "messages" not in body
 
