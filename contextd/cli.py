@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -208,11 +207,11 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
     with _engine(args, namespace=_namespace(args), read_only=True) as engine:
         sessions = engine.list_sessions(namespace=_namespace(args))
     if getattr(args, "json", False):
-        print(json.dumps(sessions, indent=2))
+        print(json.dumps([s.model_dump(mode="json") for s in sessions], indent=2))
         return 0
     for row in sessions:
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["updated_at"]))
-        print(f"{row['session_id']}  {row['turns']} turns, updated {updated}")
+        updated = row.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{row.session_id}  {row.turns} turns, updated {updated}")
     return 0
 
 

@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from contextd.models import (
     SearchRequest,
     SearchResponse,
     SessionInfo,
+    SessionSummary,
     StoredDocument,
     UpsertResult,
 )
@@ -277,18 +279,22 @@ class Engine:
         with self.registry.lease(namespace):
             return self.sessions.get(namespace, session_id)
 
-    def list_sessions(self, *, namespace: str = "default") -> list[dict[str, Any]]:
-        """A namespace's sessions, newest first: `session_id`, `turns`, `updated_at` (epoch s).
-
-            >>> engine.list_sessions(namespace="default")[0]["session_id"]  # doctest: +SKIP
-            's1'
-        """
-        return self.registry.get(namespace).sessions.listing()
-
     def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
         """Delete a session and its turns; SessionNotFound if there is none."""
         with self.registry.lease(namespace):
             return self.sessions.delete(namespace, session_id)
+
+    def list_sessions(self, namespace: str = "default") -> list[SessionSummary]:
+        """A namespace's sessions with their turn counts, the most recently updated first.
+
+            >>> engine.list_sessions("default")[0].session_id  # doctest: +SKIP
+            'user-42'
+        """
+        with self.registry.lease(namespace):
+            rows = self.registry.get(namespace).sessions.listing()
+        return [SessionSummary(session_id=r["session_id"], turns=r["turns"],
+                               updated_at=datetime.fromtimestamp(r["updated_at"], tz=UTC))
+                for r in rows]
 
     # ------------------------------------------------------------------ namespaces
 

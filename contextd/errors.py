@@ -108,3 +108,30 @@ class Unavailable(ContextdError):
     status = 503
     title = "Service unavailable"
     type_slug = "unavailable"
+
+
+class ServiceUnavailable(Unavailable):
+    """The service could not be reached (connection refused) or still answered 503 after the
+    client's retries; what `Client` and `AsyncClient` raise for a down or overloaded server.
+
+        >>> try:  # doctest: +SKIP
+        ...     Client("http://127.0.0.1:9").namespaces()
+        ... except ServiceUnavailable as exc:
+        ...     print(exc.detail)
+    """
+
+
+class Unauthorized(ContextdError):
+    """No API key, or a wrong one: send `Authorization: Bearer <key>` (CONTEXTD_API_KEY)."""
+
+    status = 401
+    title = "Unauthorized"
+    type_slug = "unauthorized"
+
+
+class Forbidden(ContextdError):
+    """The API key is valid but may not do this."""
+
+    status = 403
+    title = "Forbidden"
+    type_slug = "forbidden"

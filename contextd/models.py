@@ -404,6 +404,12 @@ class AppendResult(BaseModel):
     turns: int = Field(description="Turns in the session after the append.")
 
 
+class SessionSummary(BaseModel):
+    session_id: str
+    turns: int = Field(description="Turns in the session.")
+    updated_at: datetime = Field(description="When the session last changed.")
+
+
 class SessionInfo(BaseModel):
     namespace: str
     session_id: str
@@ -509,6 +515,11 @@ class UsedDocument(BaseModel):
     tokens: int = Field(description="Tokens of the document's entry in the context block.")
     truncated: bool = Field(description="True when only a leading part of the chunk fit.")
     title: str | None = Field(default=None, description="Document title.")
+    dense_rank: int | None = Field(default=None, description="Rank in the dense (vector) "
+                                   "retrieval, from 1; null if dense retrieval did not find it.")
+    lexical_rank: int | None = Field(default=None, description="Rank in the lexical (BM25) "
+                                     "retrieval, from 1; null if lexical retrieval did not "
+                                     "find it.")
 
 
 DropReason = Literal[

@@ -224,7 +224,9 @@ class AssemblePipeline:
         used = [
             UsedDocument(id=p.item.payload.chunk.doc_id, chunk=p.item.payload.chunk.ord,
                          rank=n, score=p.item.payload.score, tokens=p.tokens,
-                         truncated=p.truncated, title=p.item.payload.chunk.title)
+                         truncated=p.truncated, title=p.item.payload.chunk.title,
+                         dense_rank=p.item.payload.dense_rank,
+                         lexical_rank=p.item.payload.lexical_rank)
             for n, p in enumerate(sorted(block.items, key=lambda p: p.item.order), start=1)
         ]
         # The stable prefix is named by a digest of its content, not remembered per process:

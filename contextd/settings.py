@@ -128,8 +128,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest HTTP request "
                                 "body; larger ones get 413 before they are read whole.")
     summariser_url: str | None = Field(None, description="Base URL of an OpenAI-compatible "
-                                       "API for LLM summaries; unset uses the extractive "
-                                       "summariser only.")
+                                       "API for LLM summaries, as the OpenAI SDK takes it "
+                                       "(e.g. https://api.openai.com/v1; a bare host gets /v1); "
+                                       "unset uses the extractive summariser only.")
     summariser_model: str = Field("gpt-4o-mini", description="Model name for LLM summaries.")
     summariser_api_key: SecretStr | None = Field(None, description="API key for the summariser "
                                            "endpoint.")

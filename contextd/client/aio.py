@@ -20,6 +20,7 @@ from contextd.models import (
     SearchRequest,
     SearchResponse,
     SessionInfo,
+    SessionSummary,
     StoredDocument,
     UpsertResult,
 )
@@ -35,7 +36,7 @@ class AsyncClient(BaseClient):
         ...     response = await client.assemble(query="What is RRF?", max_tokens=1500)
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None,
+    def __init__(self, base_url: str | None = None, api_key: str | None = None,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, *,
                  transport: httpx.AsyncBaseTransport | None = None,
                  http: httpx.AsyncClient | None = None, **retry: Any) -> None:
@@ -111,6 +112,10 @@ class AsyncClient(BaseClient):
     async def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
         """Delete a session and its turns; SessionNotFound if there is none."""
         return await self._send(self._session("DELETE", session_id, namespace, None))
+
+    async def list_sessions(self, namespace: str = "default") -> list[SessionSummary]:
+        """A namespace's sessions with their turn counts, the most recently updated first."""
+        return await self._send(self._sessions(namespace))
 
     async def namespaces(self) -> list[NamespaceInfo]:
         """Every namespace with its document, chunk and session counts."""

@@ -9,14 +9,18 @@ every answer; the two subclasses only send (model: httpx `_client.py`). Swapping
     ...     client.upsert_documents([{"id": "faq", "text": "contextd packs prompts."}])
     ...     client.assemble(query="What does contextd do?", max_tokens=1000).usage.total
 
-Problem-details answers raise the matching `contextd.errors` exception (read back by
-`contextd.client.errors`). Connection failures and 503s are retried with capped, jittered
+With no URL the client uses `CONTEXTD_URL` (default http://127.0.0.1:8000), with no key
+`CONTEXTD_API_KEY`. Problem-details answers raise the matching `contextd.errors` exception
+(read back by `contextd.client.errors`): `Unauthorized` for a missing or wrong key,
+`ServiceUnavailable` for a server that refuses connections or still answers 503 after the
+retries. Connection failures and 503s are retried with capped, jittered
 exponential backoff; other failures after the request may have reached the server are retried
 only for idempotent calls.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from contextd.client.errors import error_from_response
+from contextd.client.errors import error_from_response, unreachable
 from contextd.models import (
     AppendResult,
     AssembleResponse,
@@ -35,12 +39,20 @@ from contextd.models import (
     NamespaceInfo,
     SearchRequest,
     SearchResponse,
+    SessionSummary,
     UpsertResult,
 )
 from contextd.version import __version__
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# Where `contextd serve` listens by default.
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_VARIABLE = "CONTEXTD_URL"
+API_KEY_VARIABLE = "CONTEXTD_API_KEY"
+# Failures where the request never reached a server: the server is down or unreachable.
+_UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 _NAMESPACES = TypeAdapter(list[NamespaceInfo])
+_SESSIONS = TypeAdapter(list[SessionSummary])
 
 
 @dataclass(frozen=True)
@@ -72,9 +84,13 @@ def _session_path(namespace: str, session_id: str) -> str:
 class BaseClient:
     """What `Client` and `AsyncClient` share: the calls, the retry policy, the decoding."""
 
-    def __init__(self, base_url: str, api_key: str | None = None,
+    def __init__(self, base_url: str | None = None, api_key: str | None = None,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, *, retries: int = 3,
                  backoff: float = 0.1, max_backoff: float = 2.0) -> None:
+        if base_url is None:
+            base_url = os.environ.get(URL_VARIABLE) or DEFAULT_URL
+        if api_key is None:  # "" means: send no key, whatever the environment says
+            api_key = os.environ.get(API_KEY_VARIABLE)
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff = backoff
@@ -120,6 +136,10 @@ class BaseClient:
                     json={"messages": [_dump(m) for m in messages]},
                     idempotent=False, returns=AppendResult)
 
+    def _sessions(self, namespace: str) -> Call:
+        return Call("GET", f"/v1/namespaces/{path_segment(namespace)}/sessions",
+                    returns=_SESSIONS)
+
     def _session(self, method: str, session_id: str, namespace: str, returns: Any) -> Call:
         return Call(method, _session_path(namespace, session_id), returns=returns)
 
@@ -157,8 +177,10 @@ class BaseClient:
             return True
         return response is not None and response.status_code in (502, 504)
 
-    @staticmethod
-    def _decode(call: Call, response: httpx.Response | None, error: Exception | None) -> Any:
+    def _decode(self, call: Call, response: httpx.Response | None,
+                error: Exception | None) -> Any:
+        if isinstance(error, _UNREACHABLE):
+            raise unreachable(self.base_url, error) from error
         if error is not None:
             raise error
         assert response is not None

@@ -2,8 +2,9 @@
 
 The server answers every error with an RFC 9457 body; a client turns it back into the
 exception the `Engine` would have raised in-process, so calling code catches the same
-`SessionNotFound` over HTTP as it does locally. Statuses with no typed error (401, 500, a
-proxy's 502) become `ProblemError`.
+`SessionNotFound` over HTTP as it does locally. 401 and 403 are `Unauthorized` and
+`Forbidden`; a 503 (once the client's retries are spent) is `ServiceUnavailable`. Statuses
+with no typed error (500, a proxy's 502) become `ProblemError`.
 
     >>> try:  # doctest: +SKIP
     ...     client.get_session("gone")
@@ -22,7 +23,7 @@ from contextd.errors import ContextdError
 
 
 class ProblemError(ContextdError):
-    """A problem-details answer with no matching typed error (e.g. 401 or 500)."""
+    """A problem-details answer with no matching typed error (e.g. 500 or a proxy's 502)."""
 
     def __init__(self, status: int, type_: str, title: str, detail: str, **extra: Any) -> None:
         super().__init__(detail, **extra)
@@ -41,9 +42,12 @@ def _error_classes(base: type[ContextdError] = ContextdError) -> dict[str, type[
 
 
 _BY_SLUG = _error_classes()
+# The server's "unavailable" (shutting down, not warm) reaches a client as the
+# client-side type, which also covers a refused connection.
+_BY_SLUG[errors.Unavailable.type_slug] = errors.ServiceUnavailable
 _BY_STATUS: dict[int, type[ContextdError]] = {
-    404: errors.NotFound, 409: errors.Conflict, 422: errors.InvalidRequest,
-    503: errors.Unavailable}
+    401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound,
+    409: errors.Conflict, 422: errors.InvalidRequest, 503: errors.ServiceUnavailable}
 
 
 def error_from_response(response: httpx.Response) -> ContextdError:
@@ -52,6 +56,8 @@ def error_from_response(response: httpx.Response) -> ContextdError:
         >>> error_from_response(httpx.Response(404, json={"type": "x/session-not-found",
         ...     "title": "t", "status": 404, "detail": "d"})).__class__.__name__
         'SessionNotFound'
+        >>> error_from_response(httpx.Response(401, text="no key")).__class__.__name__
+        'Unauthorized'
     """
     try:
         body = response.json()
@@ -62,8 +68,21 @@ def error_from_response(response: httpx.Response) -> ContextdError:
     detail = str(body.get("detail") or response.reason_phrase)
     extra = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail")}
     type_ = str(body.get("type") or "about:blank")
-    cls = _BY_SLUG.get(type_.rsplit("/", 1)[-1]) or _BY_STATUS.get(response.status_code)
-    if cls is not None and cls.status == response.status_code:
+    cls = _BY_SLUG.get(type_.rsplit("/", 1)[-1])
+    if cls is None or cls.status != response.status_code:
+        cls = _BY_STATUS.get(response.status_code)
+    if cls is not None:
         return cls(detail, **extra)
     return ProblemError(response.status_code, type_, str(body.get("title") or ""), detail,
                         **extra)
+
+
+def unreachable(base_url: str, exc: httpx.TransportError) -> errors.ServiceUnavailable:
+    """The error for a server that could not be reached at all (refused, connect timeout).
+
+        >>> unreachable("http://127.0.0.1:9", httpx.ConnectError("refused")).detail[:48]
+        'cannot connect to http://127.0.0.1:9 (ConnectErr'
+    """
+    return errors.ServiceUnavailable(
+        f"cannot connect to {base_url} ({type(exc).__name__}: {exc}): start the server "
+        "(contextd serve) or set CONTEXTD_URL to where it runs")

@@ -20,6 +20,7 @@ from contextd.models import (
     SearchRequest,
     SearchResponse,
     SessionInfo,
+    SessionSummary,
     StoredDocument,
     UpsertResult,
 )
@@ -28,14 +29,18 @@ from contextd.models import (
 class Client(BaseClient):
     """Synchronous client; the method names and models are those of `Engine`.
 
+    With no `base_url` it uses CONTEXTD_URL (default http://127.0.0.1:8000), with no
+    `api_key` CONTEXTD_API_KEY (pass "" to send none).
+
     `transport` replaces the network, e.g. `httpx.MockTransport`; `Client.for_app(app)`
     serves an in-process ASGI app through Starlette's TestClient (startup runs too).
 
+        >>> client = Client()  # CONTEXTD_URL, CONTEXTD_API_KEY  # doctest: +SKIP
         >>> client = Client("http://127.0.0.1:8000", api_key="s3cret")  # doctest: +SKIP
         >>> client.search("vitamin d", namespace="scifact", top_k=3).hits[0].id  # doctest: +SKIP
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None,
+    def __init__(self, base_url: str | None = None, api_key: str | None = None,
                  timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, *,
                  transport: httpx.BaseTransport | None = None,
                  http: Any = None, **retry: Any) -> None:
@@ -123,6 +128,10 @@ class Client(BaseClient):
     def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
         """Delete a session and its turns; SessionNotFound if there is none."""
         return self._send(self._session("DELETE", session_id, namespace, None))
+
+    def list_sessions(self, namespace: str = "default") -> list[SessionSummary]:
+        """A namespace's sessions with their turn counts, the most recently updated first."""
+        return self._send(self._sessions(namespace))
 
     def namespaces(self) -> list[NamespaceInfo]:
         """Every namespace with its document, chunk and session counts."""

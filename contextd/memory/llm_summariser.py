@@ -1,11 +1,13 @@
-"""LLM summaries through an OpenAI-compatible `/v1/chat/completions` endpoint, off the
-request path, with the extractive summary as the always-available fallback.
+"""LLM summaries through an OpenAI-compatible chat-completions endpoint, off the request path,
+with the extractive summary as the always-available fallback.
 
 Tiers: when turns are evicted, the extractive summary is stored at once (the request never
 waits on a model); a background worker then asks the LLM to fold the same turns into the
 previous summary and, if the answer is well-formed and in budget, replaces the stored summary
 for that checkpoint. A slow, failing or malformed endpoint leaves the extractive summary in
-place; each failure is logged with its error type and the session id.
+place; each failure is logged with its error type and the session id. Timeouts, lost
+connections, 5xx and 429 (after its `Retry-After`, capped) are retried; other 4xx are not, as
+the same request would be refused again.
 
     >>> refiner = SummaryRefiner(LLMSummariser("http://127.0.0.1:8080", "gpt-4o-mini"))
     >>> memory.on_evict = refiner.submit  # doctest: +SKIP
@@ -13,8 +15,10 @@ place; each failure is logged with its error type and the session id.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -38,12 +42,56 @@ PROMPT = (
 )
 
 
-class SummaryFailed(Exception):
-    """The endpoint did not give a usable summary; `kind` names the failure."""
+# The longest a 429's Retry-After may hold the worker; a longer wait gives up on this summary
+# (the extractive one stands) rather than delay every queued session behind it.
+MAX_RETRY_AFTER_S = 30.0
 
-    def __init__(self, kind: str, detail: str) -> None:
+
+class SummaryFailed(Exception):
+    """The endpoint did not give a usable summary; `kind` names the failure.
+
+    `retryable` says whether the same request may succeed later; `retry_after` is the wait
+    the endpoint asked for (seconds), if it asked.
+    """
+
+    def __init__(self, kind: str, detail: str, *, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def completions_url(base_url: str) -> str:
+    """The chat-completions URL of an OpenAI-compatible API, joined as the OpenAI SDK does.
+
+    A base URL that ends in a version (`/v1`, the SDK's convention) gets `/chat/completions`;
+    a bare host gets `/v1/chat/completions`.
+
+        >>> completions_url("https://api.openai.com/v1")
+        'https://api.openai.com/v1/chat/completions'
+        >>> completions_url("http://127.0.0.1:8080")
+        'http://127.0.0.1:8080/v1/chat/completions'
+    """
+    base = base_url.rstrip("/")
+    if re.search(r"/v\d+$", base):
+        return base + "/chat/completions"
+    return base + "/v1/chat/completions"
+
+
+def _retry_after(value: str | None) -> float | None:
+    # Retry-After is either delay-seconds or an HTTP date (RFC 9110 section 10.2.3).
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class LLMSummariser:
@@ -54,8 +102,8 @@ class LLMSummariser:
         import httpx
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers,
-                                    timeout=timeout_s)
+        self.url = completions_url(base_url)
+        self._client = httpx.Client(headers=headers, timeout=timeout_s)
         self.model = model
         self.retries = retries
         self.backoff_s = backoff_s
@@ -72,30 +120,37 @@ class LLMSummariser:
                                             "New turns:\n" + "\n".join(turns)},
             ],
         }
-        last: SummaryFailed | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        attempt = 0
+        while True:
             try:
                 return self._parse(self._post(body), max_tokens, counter)
             except SummaryFailed as exc:
-                last = exc
-                if exc.kind == "malformed":  # the same prompt will not fix the format
-                    break
-        assert last is not None
-        raise last
+                attempt += 1
+                if not exc.retryable or attempt > self.retries:
+                    raise
+                if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER_S:
+                    raise
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                time.sleep(max(delay, exc.retry_after or 0.0))
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
 
         try:
-            response = self._client.post("/v1/chat/completions", json=body)
+            response = self._client.post(self.url, json=body)
         except httpx.TimeoutException as exc:
-            raise SummaryFailed("timeout", str(exc) or "no answer in time") from exc
+            raise SummaryFailed("timeout", str(exc) or "no answer in time",
+                                retryable=True) from exc
         except httpx.HTTPError as exc:
-            raise SummaryFailed("connection", str(exc)) from exc
-        if response.status_code != 200:
-            raise SummaryFailed("http_error", f"status {response.status_code}")
+            raise SummaryFailed("connection", str(exc), retryable=True) from exc
+        status = response.status_code
+        if status == 429:
+            raise SummaryFailed("rate_limited", f"status 429 from {self.url}", retryable=True,
+                                retry_after=_retry_after(response.headers.get("retry-after")))
+        if status != 200:
+            # A 4xx (a wrong URL, key or model) would be refused again: no retry.
+            raise SummaryFailed("http_error", f"status {status} from {self.url}",
+                                retryable=status >= 500)
         try:
             return response.json()
         except ValueError as exc:

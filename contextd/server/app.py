@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 
 from contextd.engine import Engine
@@ -25,7 +26,15 @@ from contextd.server.calls import EngineCalls, check_api_key
 from contextd.server.metrics import ServiceMetrics
 from contextd.server.middleware import BodyLimit, RequestContext
 from contextd.server.problems import add_problem_handlers, problem_responses
-from contextd.server.routes import assemble, documents, namespaces, ops, search, sessions
+from contextd.server.routes import (
+    assemble,
+    documents,
+    inspect,
+    namespaces,
+    ops,
+    search,
+    sessions,
+)
 from contextd.version import __version__
 
 log = logging.getLogger("contextd.server")
@@ -33,6 +42,9 @@ log = logging.getLogger("contextd.server")
 # How long shutdown waits for running Engine calls (a large upsert on a busy machine) before
 # closing the engine anyway.
 SHUTDOWN_WAIT_S = 300.0
+# Where the bundled swagger-ui and redoc assets are served.
+DOCS_ASSETS = "/static/docs"
+BEARER_SCHEME = "apiKey"
 
 
 def _include_v1(app: FastAPI) -> None:
@@ -41,6 +53,27 @@ def _include_v1(app: FastAPI) -> None:
     for module in (assemble, documents, search, sessions, namespaces):
         app.include_router(module.router, dependencies=[Depends(check_api_key)],
                            responses=problem_responses(401, 422, 500, 503))
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    # check_api_key reads the header itself (one code path with or without a key), so the
+    # schema is told here: a bearer scheme, required by every /v1 operation, which lets the
+    # docs page's "Authorize" send the key. Wraps the problem-details schema of
+    # add_problem_handlers.
+    problem_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = problem_openapi()
+        schema.setdefault("components", {})["securitySchemes"] = {
+            BEARER_SCHEME: {"type": "http", "scheme": "bearer",
+                            "description": "The server's API key (CONTEXTD_API_KEY)."}}
+        for path, operations in schema["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{BEARER_SCHEME: []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- the app
@@ -81,9 +114,12 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
                           SHUTDOWN_WAIT_S)
             await anyio.to_thread.run_sync(engine.close)
 
-    app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
-                  description="Decides what goes into an LLM prompt: retrieval, ranking, "
-                  "conversation memory and exact token-budget packing.")
+    # /docs and /redoc load swagger-ui and redoc from the package's bundled copies, so they
+    # render with no network (the stock pages load them from a CDN).
+    app = FastAPIOffline(title="contextd", version=__version__, lifespan=lifespan,
+                         static_url=DOCS_ASSETS,
+                         description="Decides what goes into an LLM prompt: retrieval, ranking, "
+                         "conversation memory and exact token-budget packing.")
     app.state.engine = engine
     app.state.engine_closed = False
     app.state.api_key = api_key
@@ -96,7 +132,10 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     app.state.warm_error = None
     _include_v1(app)
     app.include_router(ops.router)
+    app.include_router(inspect.router)
     add_problem_handlers(app)
+    if api_key:
+        _document_bearer_auth(app)
     # Added last, so outermost: every response, 413s included, gets an id and a latency.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestContext, metrics=app.state.metrics)

@@ -46,21 +46,22 @@ def ingest_samples(engine: Engine, folder: Path = SAMPLES_DIR,
 
 
 def curl_example(host: str, port: int, api_key: bool = False) -> str:
-    """A ready-to-paste curl command for /v1/assemble against this server; with `api_key`, it
-    sends the key from $CONTEXTD_API_KEY (never the key itself).
+    """A ready-to-paste curl command for the default namespace's assemble route; with
+    `api_key`, it sends the key from $CONTEXTD_API_KEY (never the key itself).
 
         >>> print(curl_example("127.0.0.1", 8000).splitlines()[0])
-        curl -s http://127.0.0.1:8000/v1/assemble \\
+        curl -s http://127.0.0.1:8000/v1/namespaces/default/assemble \\
     """
-    # The user's message is stored in the session and, with no `query`, is the query.
-    body = {"max_tokens": 1000, "session_id": "demo", "messages": [
-        {"role": "user", "content": "How does contextd rank retrieved chunks?"}]}
+    # A query with no session: running it twice gives the same answer (a session's messages
+    # would be appended again on each run).
+    body = {"query": "How does contextd rank retrieved chunks?", "max_tokens": 1000}
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    lines = [f"curl -s http://{shown_host}:{port}/v1/assemble \\",
+    lines = [f"curl -s http://{shown_host}:{port}/v1/namespaces/default/assemble \\",
              "  -H 'Content-Type: application/json' \\"]
     if api_key:
         lines.append('  -H "Authorization: Bearer $CONTEXTD_API_KEY" \\')
-    lines.append(f"  -d {shlex.quote(json.dumps(body))}")
+    lines.append(f"  -d {shlex.quote(json.dumps(body))} \\")
+    lines.append("  | python3 -m json.tool")
     return "\n".join(lines)
 
 
@@ -89,8 +90,11 @@ def serve(settings: Settings | None = None, *, sample: bool = False) -> None:
             if count:
                 log.info("ingested %d sample documents into namespace %r", count,
                          SAMPLE_NAMESPACE)
+            shown = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
             print("\ncontextd is ready. Try:\n\n"
-                  + curl_example(host, port, settings.api_key is not None) + "\n", flush=True)
+                  + curl_example(host, port, settings.api_key is not None)
+                  + f"\n\nor open {shown}/inspect to see where the tokens go, and {shown}/docs "
+                  "for the API.\n", flush=True)
 
     app = create_app(engine, api_key=settings.api_key, on_ready=on_ready,
                      worker_threads=settings.http_threads,

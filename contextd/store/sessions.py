@@ -51,6 +51,7 @@ class SqliteSessionStore:
             "s.updated_at FROM sessions s ORDER BY s.updated_at DESC, s.id").fetchall()
         return [{"session_id": r[0], "turns": r[1], "updated_at": r[2]} for r in rows]
 
+
     def append(self, session_id: str, turns: Sequence[TurnWrite]) -> list[TurnRow]:
         """Append turns in order, creating the session; all of them or none."""
         now = time.time()

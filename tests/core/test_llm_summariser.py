@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from contextd.memory.llm_summariser import LLMSummariser, SummaryFailed
+from contextd.memory import llm_summariser
+from contextd.memory.llm_summariser import LLMSummariser, SummaryFailed, completions_url
 from contextd.tokens import get_counter
 
 
@@ -21,17 +22,23 @@ class FakeOpenAI:
     def __init__(self) -> None:
         self.mode = "normal"
         self.calls = 0
+        self.paths: list[str] = []
+        self.status = 500  # the answer in mode "status"
+        self.headers: dict[str, str] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 fake.calls += 1
+                fake.paths.append(self.path)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                assert self.path == "/v1/chat/completions" and body["messages"]
+                assert body["messages"]
                 if fake.mode == "slow":
                     time.sleep(1.0)
-                if fake.mode == "error":
-                    self.send_response(500)
+                if fake.mode in ("error", "status"):
+                    self.send_response(500 if fake.mode == "error" else fake.status)
+                    for name, value in fake.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     return
                 content = {"normal": "- Ana moved to Porto on 3 May 2024.\n- Ana has a dog.",
@@ -66,6 +73,67 @@ def test_normal_answer_is_used(fake) -> None:
     summariser = LLMSummariser(fake.url, "m", timeout_s=2, retries=0)
     summary = summariser.summarise(None, ["Ana: we moved to Porto"], 100, get_counter())
     assert summary.startswith("- Ana moved to Porto")
+    assert fake.paths == ["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/"])
+def test_base_url_ending_in_v1_is_joined_as_the_sdk_does(fake, suffix) -> None:
+    summariser = LLMSummariser(fake.url + suffix, "m", timeout_s=2, retries=0)
+    summariser.summarise(None, ["Ana: hi"], 100, get_counter())
+    assert fake.paths == ["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize(("base", "url"), [
+    ("https://api.example/v1", "https://api.example/v1/chat/completions"),
+    ("https://api.example/openai/v1/", "https://api.example/openai/v1/chat/completions"),
+    ("https://api.example", "https://api.example/v1/chat/completions")])
+def test_completions_url(base, url) -> None:
+    assert completions_url(base) == url
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    waited: list[float] = []
+    monkeypatch.setattr(llm_summariser.time, "sleep", waited.append)
+    return waited
+
+
+@pytest.mark.parametrize(("status", "calls"), [(400, 1), (401, 1), (404, 1), (422, 1),
+                                               (500, 3), (502, 3), (503, 3)])
+def test_only_5xx_statuses_are_retried(fake, sleeps, status, calls) -> None:
+    fake.mode, fake.status = "status", status
+    summariser = LLMSummariser(fake.url, "m", timeout_s=2, retries=2, backoff_s=0.01)
+    with pytest.raises(SummaryFailed) as info:
+        summariser.summarise(None, ["Ana: hi"], 100, get_counter())
+    assert info.value.kind == "http_error" and f"status {status}" in str(info.value)
+    assert fake.calls == calls and len(sleeps) == calls - 1
+
+
+def test_429_waits_for_retry_after(fake, sleeps) -> None:
+    fake.mode, fake.status, fake.headers = "status", 429, {"Retry-After": "2"}
+    summariser = LLMSummariser(fake.url, "m", timeout_s=2, retries=2, backoff_s=0.01)
+    with pytest.raises(SummaryFailed) as info:
+        summariser.summarise(None, ["Ana: hi"], 100, get_counter())
+    assert info.value.kind == "rate_limited" and info.value.retry_after == 2.0
+    assert fake.calls == 3 and sleeps == [2.0, 2.0]
+
+
+def test_429_with_a_long_retry_after_gives_up_at_once(fake, sleeps) -> None:
+    fake.mode, fake.status = "status", 429
+    fake.headers = {"Retry-After": str(int(llm_summariser.MAX_RETRY_AFTER_S) + 60)}
+    summariser = LLMSummariser(fake.url, "m", timeout_s=2, retries=2, backoff_s=0.01)
+    with pytest.raises(SummaryFailed) as info:
+        summariser.summarise(None, ["Ana: hi"], 100, get_counter())
+    assert info.value.kind == "rate_limited"
+    assert fake.calls == 1 and sleeps == []
+
+
+def test_429_without_retry_after_backs_off(fake, sleeps) -> None:
+    fake.mode, fake.status = "status", 429
+    summariser = LLMSummariser(fake.url, "m", timeout_s=2, retries=1, backoff_s=0.25)
+    with pytest.raises(SummaryFailed):
+        summariser.summarise(None, ["Ana: hi"], 100, get_counter())
+    assert fake.calls == 2 and sleeps == [0.25]
 
 
 @pytest.mark.parametrize(("mode", "kind", "calls"),

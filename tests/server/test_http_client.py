@@ -9,13 +9,17 @@ import httpx
 import pytest
 
 from contextd import (
+    AsyncClient,
     Client,
     DocumentNotFound,
     Engine,
+    Forbidden,
     InvalidRequest,
     NamespaceInfo,
     NotFound,
+    ServiceUnavailable,
     SessionNotFound,
+    Unauthorized,
     Unavailable,
 )
 from contextd.client import ProblemError, error_from_response
@@ -39,7 +43,8 @@ def scripted(*steps: object) -> tuple[Callable[..., Client], list[httpx.Request]
 
     def make(**kwargs: object) -> Client:
         kwargs.setdefault("backoff", 0.0)
-        return Client("http://svc", transport=httpx.MockTransport(handle), **kwargs)  # type: ignore
+        kwargs.setdefault("base_url", "http://svc")
+        return Client(transport=httpx.MockTransport(handle), **kwargs)  # type: ignore
 
     return make, seen
 
@@ -97,9 +102,62 @@ def test_gateway_errors_are_retried_for_idempotent_calls_only() -> None:
 
 def test_retries_are_bounded() -> None:
     make, seen = scripted(*[problem(503, "unavailable")] * 3)
-    with pytest.raises(Unavailable):
+    with pytest.raises(ServiceUnavailable) as caught:
         make(retries=2).namespaces()
     assert len(seen) == 3
+    assert isinstance(caught.value, Unavailable) and caught.value.detail == "unavailable"
+
+
+def test_connection_refused_after_retries_is_service_unavailable() -> None:
+    make, seen = scripted(*[httpx.ConnectError("[Errno 111] Connection refused")] * 2)
+    with pytest.raises(ServiceUnavailable) as caught:
+        make(retries=1).namespaces()
+    assert len(seen) == 2
+    assert "cannot connect to http://svc" in caught.value.detail
+    assert "Connection refused" in caught.value.detail
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+def test_a_down_server_is_service_unavailable() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with Client(f"http://127.0.0.1:{port}", retries=1, backoff=0.0) as client, \
+            pytest.raises(ServiceUnavailable):
+        client.namespaces()
+
+
+@pytest.mark.anyio
+async def test_async_client_raises_service_unavailable_too() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    async with AsyncClient("http://svc", transport=httpx.MockTransport(refuse),
+                           retries=0) as client:
+        with pytest.raises(ServiceUnavailable):
+            await client.namespaces()
+
+
+def test_url_and_key_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTEXTD_URL", "http://ctx.internal:9000/")
+    monkeypatch.setenv("CONTEXTD_API_KEY", "from-env")
+    make, seen = scripted(httpx.Response(200, json=NS))
+    make(base_url=None).namespaces()
+    assert str(seen[0].url) == "http://ctx.internal:9000/v1/namespaces"
+    assert seen[0].headers["authorization"] == "Bearer from-env"
+    # Arguments win over the environment; "" sends no key at all.
+    explicit = Client("http://other", api_key="")
+    assert explicit.base_url == "http://other" and "Authorization" not in explicit.headers
+    assert Client(api_key="arg").headers["Authorization"] == "Bearer arg"
+
+
+def test_default_url_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONTEXTD_URL", raising=False)
+    monkeypatch.delenv("CONTEXTD_API_KEY", raising=False)
+    client = Client()
+    assert client.base_url == "http://127.0.0.1:8000" and "Authorization" not in client.headers
 
 
 def test_client_errors_are_not_retried() -> None:
@@ -114,8 +172,13 @@ def test_problem_types_map_to_typed_errors() -> None:
     assert isinstance(error_from_response(problem(404, "something-new")), NotFound)
     error = error_from_response(problem(422, "invalid-request"))
     assert isinstance(error, InvalidRequest) and error.detail == "invalid-request"
-    unknown = error_from_response(problem(401, "unauthorized"))
-    assert isinstance(unknown, ProblemError) and unknown.status == 401
+    unauthorized = error_from_response(problem(401, "unauthorized"))
+    assert isinstance(unauthorized, Unauthorized) and unauthorized.detail == "unauthorized"
+    assert isinstance(error_from_response(httpx.Response(401)), Unauthorized)
+    assert isinstance(error_from_response(problem(403, "forbidden")), Forbidden)
+    assert isinstance(error_from_response(problem(503, "unavailable")), ServiceUnavailable)
+    internal = error_from_response(problem(500, "internal"))
+    assert type(internal) is ProblemError and internal.status == 500
     bare = error_from_response(httpx.Response(502, text="bad gateway"))
     assert isinstance(bare, ProblemError) and bare.detail == "bad gateway"
 

@@ -11,8 +11,7 @@ from conftest import SMALL_BODY_LIMIT, started_client
 from fastapi import FastAPI
 from openapi_check import OpenAPIBook
 
-from contextd import AsyncClient, Engine, Unavailable
-from contextd.client import ProblemError
+from contextd import AsyncClient, Engine, Unauthorized, Unavailable
 from contextd.server import create_app
 
 pytestmark = pytest.mark.anyio
@@ -75,12 +74,12 @@ async def test_api_key_is_required_when_set(server_engine: Engine) -> None:
     app = create_app(server_engine, api_key="s3cret")
     async with app.router.lifespan_context(app):
         anonymous = await started_client(app, OpenAPIBook())
-        with pytest.raises(ProblemError) as caught:
+        with pytest.raises(Unauthorized) as caught:
             await anonymous.namespaces()
-        assert caught.value.status == 401 and caught.value.type_slug == "unauthorized"
+        assert "Authorization: Bearer <key>" in caught.value.detail
         assert (await anonymous.http.get("/healthz")).status_code == 200
         wrong = await started_client(app, OpenAPIBook(), api_key="guess")
-        with pytest.raises(ProblemError):
+        with pytest.raises(Unauthorized):
             await wrong.namespaces()
         keyed = await started_client(app, OpenAPIBook(), api_key="s3cret")
         assert await keyed.namespaces() == []

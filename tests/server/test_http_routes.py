@@ -90,6 +90,32 @@ async def test_sessions_append_get_assemble_delete(client: AsyncClient) -> None:
         await client.delete_session("chat-1")
 
 
+async def test_list_sessions(client: AsyncClient) -> None:
+    assert [s.session_id for s in await client.list_sessions()] == []
+    for session_id in ("older", "newer"):
+        await client.append_messages(session_id, [{"role": "user", "content": session_id}])
+    assert [s.session_id for s in await client.list_sessions()] == ["newer", "older"]
+    await client.append_messages("other", [{"role": "user", "content": "x"}], namespace="b")
+    assert [s.session_id for s in await client.list_sessions("b")] == ["other"]
+    await client.delete_session("older")
+    assert [s.session_id for s in await client.list_sessions()] == ["newer"]
+    with pytest.raises(NamespaceNotFound):
+        await client.list_sessions("nowhere")
+
+
+async def test_assembled_documents_carry_their_retrieval_ranks(client: AsyncClient) -> None:
+    await client.upsert_documents(DOCS)
+    query = "how are scores fused?"
+    hits = {(h.id, h.chunk): h for h in (await client.search(query, top_k=10)).hits}
+    documents = (await client.assemble(query=query, max_tokens=2000)).documents
+    assert documents
+    for document in documents:
+        hit = hits[(document.id, document.chunk)]
+        assert (document.dense_rank, document.lexical_rank) == (hit.dense_rank, hit.lexical_rank)
+    assert any(d.dense_rank is not None for d in documents)
+    assert any(d.lexical_rank is not None for d in documents)
+
+
 async def test_unknown_session_namespace_is_404(client: AsyncClient) -> None:
     with pytest.raises(NamespaceNotFound):
         await client.get_session("chat-1", namespace="nowhere")

@@ -89,10 +89,14 @@ def test_serve_persist_and_restart(tmp_path: Path) -> None:
         assert client.delete_document("wire-1", namespace="wire").deleted
         assert httpx.get(url + "/metrics").text.count("contextd_http_request_duration") > 0
 
-    # The printed curl example is ready to paste: its body is a valid assemble request.
+    # The printed curl example is ready to paste: its body is a valid assemble request with
+    # no session (so running it again changes nothing), and its output is pretty-printed.
     printed = "\n".join(output)
-    assert f"curl -s {url}/v1/assemble" in printed
+    assert f"curl -s {url}/v1/namespaces/default/assemble" in printed
+    assert "| python3 -m json.tool" in printed
+    assert f"{url}/inspect" in printed and f"{url}/docs" in printed
     body = json.loads(re.search(r"-d '(.+)'", printed).group(1))  # type: ignore[union-attr]
+    assert "session_id" not in body and "messages" not in body
 
     with running_server(data) as (url, _), Client(url) as client:
         assert client.get_document("wire-2", namespace="wire").text == docs[1]["text"]
@@ -102,7 +106,9 @@ def test_serve_persist_and_restart(tmp_path: Path) -> None:
         assert [h.id for h in hits][:1] == ["wire-3"] and "wire-1" not in {h.id for h in hits}
         session = client.get_session("chat", namespace="wire")
         assert [t.content for t in session.turns] == ["How is data kept?", "In SQLite."]
-        assert client.assemble(body).usage.total <= body["max_tokens"]
+        first, again = client.assemble(body), client.assemble(body)
+        assert first.usage.total <= body["max_tokens"]
+        assert [m.content for m in again.messages] == [m.content for m in first.messages]
 
 
 def test_serve_logs_json_lines_with_request_ids(tmp_path: Path) -> None:

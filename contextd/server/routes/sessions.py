@@ -1,4 +1,4 @@
-"""Sessions of a namespace: append turns, read, delete.
+"""Sessions of a namespace: list them, append turns, read, delete.
 
 The canonical routes are `/v1/namespaces/{namespace}/sessions/{session_id}...`; the older
 `/v1/sessions/{session_id}...?namespace=` stay as deprecated aliases.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from contextd.models import AppendRequest, AppendResult, SessionInfo
+from contextd.models import AppendRequest, AppendResult, SessionInfo, SessionSummary
 from contextd.server.calls import EngineDep, json_response, run_engine
 from contextd.server.problems import problem_responses
 from contextd.server.routes.params import NamespacePath, NamespaceQuery, SessionPath
@@ -31,6 +31,14 @@ async def _delete(namespace: str, session_id: str, request: Request,
                   engine: EngineDep) -> Response:
     await run_engine(request, engine.delete_session, session_id, namespace=namespace)
     return Response(status_code=204)
+
+
+@router.get("/namespaces/{namespace}/sessions", response_model=list[SessionSummary],
+            responses=problem_responses(404))
+async def list_sessions(namespace: NamespacePath, request: Request,
+                        engine: EngineDep) -> Response:
+    """The namespace's sessions with their turn counts, the most recently updated first."""
+    return json_response(await run_engine(request, engine.list_sessions, namespace))
 
 
 @router.post("/namespaces/{namespace}/sessions/{session_id}/messages",
