@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contextd.auth.keys import KeySpec
 
 
 class Settings(BaseModel):
@@ -87,6 +90,17 @@ class Settings(BaseModel):
                            "micro-batch.")
     api_key: str | None = Field(None, description="When set, the HTTP API's /v1 routes "
                                 "require `Authorization: Bearer <api_key>`.")
+    api_keys: list[KeySpec] = Field(default_factory=list, description="API keys per tenant, "
+                                    "as a JSON list of {id, hash (hex SHA-256 of the secret), "
+                                    "role (read, write or admin), namespaces (names or "
+                                    "prefixes such as 'acme-*'), max_namespaces}; keys made "
+                                    "by `contextd keys create` are kept in "
+                                    "<data_dir>/keys.sqlite3 instead.")
+    metrics_open: bool = Field(False, description="Serve /metrics without a key even when "
+                               "keys are configured (otherwise it needs an admin key).")
+    docs_open: bool = Field(False, description="Serve /docs, /redoc and /openapi.json without "
+                            "a key even when keys are configured (otherwise they need an "
+                            "admin key).")
     http_threads: int = Field(8, ge=1, le=256, description="Engine calls the HTTP server runs "
                               "at once, off the event loop.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest HTTP request "
@@ -106,6 +120,17 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_from_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"api_keys is not valid JSON ({exc}): give a list of "
+                                 '{"id", "hash", "role", "namespaces"} objects') from exc
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -17,10 +17,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
+from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
-from contextd.server.calls import EngineCalls, check_api_key
+from contextd.server.access import ApiKeyAccess, engine_namespace_count
+from contextd.server.calls import EngineCalls
 from contextd.server.metrics import ServiceMetrics
 from contextd.server.middleware import BodyLimit, RequestContext
 from contextd.server.problems import add_problem_handlers, problem_responses
@@ -38,8 +40,8 @@ def _include_v1(app: FastAPI) -> None:
     # Each resource's router carries the /v1 prefix itself (not through a nested router), so
     # the route a request matched knows its full template, which metrics label by.
     for module in (assemble, documents, search, sessions, namespaces):
-        app.include_router(module.router, dependencies=[Depends(check_api_key)],
-                           responses=problem_responses(401, 422, 500, 503))
+        app.include_router(module.router,
+                           responses=problem_responses(401, 403, 404, 422, 500, 503))
 
 
 # --------------------------------------------------------------------------- the app
@@ -47,12 +49,14 @@ def _include_v1(app: FastAPI) -> None:
 
 def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = None,
                worker_threads: int | None = None, api_key: str | None = None,
-               on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
+               keys: KeyRing | None = None, on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
     """The contextd HTTP app over `engine` (default: `Engine()` from CONTEXTD_* variables).
 
     At startup a thread warms the engine up (then runs `on_ready`, e.g. sample ingestion);
     /readyz answers 503 until both are done. At shutdown the app closes the engine, which
-    flushes the vector snapshots. With `api_key`, /v1 routes require `Bearer <api_key>`.
+    flushes the vector snapshots. Keys (default: the key store in the data directory, the
+    `api_keys` setting and `api_key`, an admin key over every namespace) are checked before
+    anything else; with none at all, every route is open.
 
         >>> app = create_app(Engine("indexes"), api_key="s3cret")  # doctest: +SKIP
         >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
@@ -62,6 +66,9 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     max_body_bytes = max_body_bytes or engine.settings.max_body_bytes
     worker_threads = worker_threads or engine.settings.http_threads
     api_key = api_key or engine.settings.api_key
+    if keys is None:
+        keys = KeyRing(engine.settings.api_keys, legacy_key=api_key,
+                       store=KeyStore(engine.settings.data_dir))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,13 +84,15 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
                 log.error("engine calls still running after %s s; closing anyway",
                           SHUTDOWN_WAIT_S)
             await anyio.to_thread.run_sync(engine.close)
+            if keys.store is not None:
+                keys.store.close()
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Decides what goes into an LLM prompt: retrieval, ranking, "
                   "conversation memory and exact token-budget packing.")
     app.state.engine = engine
     app.state.engine_closed = False
-    app.state.api_key = api_key
+    app.state.keys = keys
     app.state.metrics = ServiceMetrics()
     if engine.batcher is not None:
         app.state.metrics.watch_batcher(engine.batcher)
@@ -94,8 +103,13 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     _include_v1(app)
     app.include_router(ops.router)
     add_problem_handlers(app)
-    # Added last, so outermost: every response, 413s included, gets an id and a latency.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # In front of the body limit: a request without a valid key is refused unread.
+    app.add_middleware(ApiKeyAccess, keys=keys, metrics_open=engine.settings.metrics_open,
+                       docs_open=engine.settings.docs_open,
+                       namespace_count=engine_namespace_count(engine))
+    # Added last, so outermost: every response, 401s and 413s included, gets an id and a
+    # latency.
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
 

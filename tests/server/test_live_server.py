@@ -23,7 +23,7 @@ from contextd import Client, DocumentNotFound
 pytestmark = pytest.mark.server
 
 STARTUP_S = 60
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "contextd" / "samples"
 
 
 def free_port() -> int:
