@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from contextd.auth.cli import add_keys_commands
 from contextd.errors import ContextdError, InvalidRequest
 from contextd.loaders import read_documents
 from contextd.models import MAX_BATCH_DOCUMENTS
@@ -140,7 +141,8 @@ def _write_report(report: dict[str, Any], out: str | None) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from contextd.server.serve import serve
 
-    serve(args.host, args.port, args.data_dir, args.sample, log_level=args.log_level)
+    serve(args.host, args.port, args.data_dir, args.sample, log_level=args.log_level,
+          insecure=args.insecure)
     return 0
 
 
@@ -204,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ingest the sample corpus into an empty 'default' namespace")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--insecure", action="store_true",
+                   help="listen on a non-loopback address even though no API key exists")
     p.set_defaults(func=cmd_serve)
+    add_keys_commands(sub)
     return parser
 
 

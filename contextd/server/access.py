@@ -7,7 +7,7 @@ its own namespaces is a 403. The key a request carries is left in `scope["state"
 for the routes that must look further (the namespace list, the deprecated /v1/assemble whose
 namespace is in the body).
 
-    >>> app = RequestContext(ApiKeyAccess(BodyLimit(inner, 8 << 20), ring), metrics)  # doctest: +SKIP
+    >>> app = ApiKeyAccess(BodyLimit(inner, 8 << 20), ring)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def _include_v1(app: FastAPI) -> None:
 
 def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = None,
                worker_threads: int | None = None, api_key: str | None = None,
-               keys: KeyRing | None = None, on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
+               keys: KeyRing | None = None,
+               on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
     """The contextd HTTP app over `engine` (default: `Engine()` from CONTEXTD_* variables).
 
     At startup a thread warms the engine up (then runs `on_ready`, e.g. sample ingestion);

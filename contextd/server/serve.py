@@ -9,12 +9,15 @@ and prints a ready-to-paste curl command.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import shlex
 from pathlib import Path
 
+from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
+from contextd.errors import InvalidRequest
 from contextd.loaders import read_documents
 from contextd.settings import Settings
 
@@ -63,13 +66,42 @@ def curl_example(host: str, port: int, api_key: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only.
+
+        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
+        (True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
+def check_listen_address(host: str, keys: KeyRing, insecure: bool = False) -> None:
+    """Refuse a non-loopback `host` when no API key exists, unless `insecure`.
+
+        >>> check_listen_address("127.0.0.1", KeyRing())
+        >>> check_listen_address("0.0.0.0", KeyRing(legacy_key="s3cret"))
+    """
+    if insecure or is_loopback(host) or keys.configured():
+        return
+    raise InvalidRequest(
+        f"refusing to listen on {host} without an API key: anyone who can reach it could "
+        "read and delete every namespace. Create a key (`contextd keys create --role admin "
+        "--namespace '*'`), set CONTEXTD_API_KEY or CONTEXTD_API_KEYS, listen on 127.0.0.1, "
+        "or pass --insecure to serve openly anyway")
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "indexes",
-          sample: bool = False, *, log_level: str = "info") -> None:
+          sample: bool = False, *, log_level: str = "info", insecure: bool = False) -> None:
     """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
 
     Settings come from CONTEXTD_* variables (e.g. CONTEXTD_EMBEDDER=hash for a model-free
-    server, CONTEXTD_API_KEY to require a Bearer token on /v1 routes, CONTEXTD_HTTP_THREADS
-    for how many Engine calls run at once).
+    server, CONTEXTD_API_KEY for one admin key, CONTEXTD_HTTP_THREADS for how many Engine
+    calls run at once). Without any API key it listens only on loopback unless `insecure`.
 
         >>> serve("127.0.0.1", 8000, "indexes", sample=True)  # doctest: +SKIP
     """
@@ -81,6 +113,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "ind
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(data_dir=Path(data_dir))
     api_key = settings.api_key
+    keys = KeyRing(settings.api_keys, legacy_key=api_key, store=KeyStore(settings.data_dir))
+    check_listen_address(host, keys, insecure)
+    if not keys.configured():
+        log.warning("no API key exists: every route is open to whoever reaches %s", host)
     engine = Engine(settings=settings)
 
     def on_ready(ready: Engine) -> None:
@@ -92,7 +128,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path = "ind
             print("\ncontextd is ready. Try:\n\n" + curl_example(host, port, api_key) + "\n",
                   flush=True)
 
-    app = create_app(engine, api_key=api_key, on_ready=on_ready,
+    app = create_app(engine, api_key=api_key, keys=keys, on_ready=on_ready,
                      worker_threads=settings.http_threads,
                      max_body_bytes=settings.max_body_bytes)
     # One worker process: the model and indexes live in this process; concurrency comes from
