@@ -94,6 +94,10 @@ class ApiKeyAccess:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if (path == "/metrics" and self.metrics_open) or (
+                path.startswith(DOCS_PATHS) and self.docs_open):
+            await self.app(scope, receive, send)
+            return
         key = self.keys.authenticate(_bearer(scope))
         if key is None:
             await self._refuse(scope, send, 401, "unauthorized", "Unauthorized",
@@ -102,8 +106,7 @@ class ApiKeyAccess:
             return
         scope.setdefault("state", {})["api_key"] = key
         if path == "/metrics" or path.startswith(DOCS_PATHS):
-            is_open = self.metrics_open if path == "/metrics" else self.docs_open
-            if not is_open and not key.has_role("admin"):
+            if not key.has_role("admin"):
                 await self._refuse(scope, send, 403, "forbidden", "Forbidden",
                                    f"{path} needs an admin key (role {key.role!r} given)")
                 return
