@@ -186,10 +186,12 @@ class KeyStore:
             return cursor.rowcount > 0
 
     def has_keys(self) -> bool:
+        """Whether the store ever held a key. Revoked keys count: revoking the last key must
+        lock the server, not open it."""
         with self._lock:
             conn = self._connect(create=False)
             return conn is not None and conn.execute(
-                "SELECT 1 FROM keys WHERE revoked IS NULL LIMIT 1").fetchone() is not None
+                "SELECT 1 FROM keys LIMIT 1").fetchone() is not None
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The live key whose secret this is, or None."""
@@ -230,7 +232,8 @@ class KeyRing:
         self.store = store
 
     def configured(self) -> bool:
-        """Whether any key exists; without one the server stays open."""
+        """Whether any key exists (or existed, in the store); without one the server stays
+        open."""
         return bool(self.specs or self.legacy_key
                     or (self.store is not None and self.store.has_keys()))
 

@@ -42,6 +42,7 @@ def test_keys_create_list_revoke_round_trip(tmp_path: Path,
     assert main(["keys", "revoke", made["id"], "--data-dir", data]) == 0
     capsys.readouterr()
     assert store.authenticate(made["secret"]) is None
+    assert KeyRing(store=store).configured()  # revoking the last key locks, not opens
     assert main(["keys", "list", "--data-dir", data]) == 0
     assert "revoked" in capsys.readouterr().out
     assert main(["keys", "revoke", made["id"], "--data-dir", data]) == 2
