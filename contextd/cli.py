@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from contextd.auth.cli import add_keys_commands
 from contextd.errors import ContextdError, InvalidRequest
 from contextd.loaders import read_documents
 from contextd.models import MAX_BATCH_DOCUMENTS
@@ -240,7 +241,7 @@ def cmd_sessions_delete(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from contextd.server.serve import serve
 
-    serve(settings_from(args), sample=args.sample)
+    serve(settings_from(args), sample=args.sample, insecure=args.insecure)
     return 0
 
 
@@ -392,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
         setting_option(p, name)
     p.add_argument("--sample", action="store_true",
                    help="ingest the sample corpus into an empty 'default' namespace")
+    p.add_argument("--insecure", action="store_true",
+                   help="listen on a non-loopback address even though no API key exists")
+    add_keys_commands(sub)
     return parser
 
 

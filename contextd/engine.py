@@ -315,7 +315,10 @@ class Engine:
         if not self.registry.exists(namespace):
             raise NamespaceNotFound(f"namespace {namespace!r} does not exist")
         self.memory.recaller.cache.forget_namespace(namespace)
-        return self.registry.delete(namespace)
+        deleted = self.registry.delete(namespace)
+        # Vectors only this namespace contributed go with it (see EmbeddingCache).
+        self.registry.cache.forget_namespace(namespace)
+        return deleted
 
 
 __all__ = ["ContextdError", "Engine"]

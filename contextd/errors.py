@@ -75,6 +75,14 @@ class DocumentTooLarge(ContextdError):
     type_slug = "document-too-large"
 
 
+class Forbidden(ContextdError):
+    """The API key is valid but its role does not allow this action."""
+
+    status = 403
+    title = "Forbidden"
+    type_slug = "forbidden"
+
+
 class NotFound(ContextdError):
     status = 404
     title = "Not found"
@@ -127,11 +135,3 @@ class Unauthorized(ContextdError):
     status = 401
     title = "Unauthorized"
     type_slug = "unauthorized"
-
-
-class Forbidden(ContextdError):
-    """The API key is valid but may not do this."""
-
-    status = 403
-    title = "Forbidden"
-    type_slug = "forbidden"

@@ -92,7 +92,8 @@ class DocumentIngestor:
         plans = [(d, h, self.chunker.split(d.text)) for d, h in changed]
         texts = [embedding_text(d.title, c.text) for d, _, chunks in plans for c in chunks]
         vectors, embedded, cached = self.registry.cache.embed(
-            self.embedder, texts, batch_size=self.settings.embed_batch_size)
+            self.embedder, texts, batch_size=self.settings.embed_batch_size,
+            namespace=namespace)
 
         writes: list[DocumentWrite] = []
         row = 0

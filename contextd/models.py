@@ -285,8 +285,10 @@ class UpsertResult(BaseModel):
     upserted: int = Field(description="Documents written (new or changed).")
     unchanged: int = Field(description="Documents whose text, title and metadata were identical.")
     chunks: int = Field(description="Chunks written.")
-    embedded: int = Field(description="Chunk embeddings computed by the model.")
-    cached: int = Field(description="Chunk embeddings taken from the embedding cache.")
+    embedded: int = Field(description="Chunk embeddings new to this namespace (computed, or "
+                          "reused from another namespace without saying so).")
+    cached: int = Field(description="Chunk embeddings this namespace had stored before "
+                        "(or repeated within the request).")
 
 
 class StoredDocument(BaseModel):

@@ -93,7 +93,7 @@ class SessionService:
         parsed = parse_messages(messages)
         if not parsed:
             raise InvalidRequest("messages is empty: send at least one message")
-        writes = self.turn_writes(parsed)
+        writes = self.turn_writes(parsed, namespace)
         ns = self.registry.get_or_create(namespace)
         rows = ns.sessions.append(session_id, writes)
         self.compact(namespace, session_id)
@@ -108,10 +108,10 @@ class SessionService:
         return self.memory.compact(state, self.settings.session_window_tokens,
                                    self.settings.summary_max_tokens, self.counter)
 
-    def turn_writes(self, messages: Sequence[ChatMessage]) -> list[TurnWrite]:
+    def turn_writes(self, messages: Sequence[ChatMessage], namespace: str) -> list[TurnWrite]:
         texts = [turn_embedding_text(m) for m in messages if m.content]
-        vectors, _, _ = self.registry.cache.embed(self.embedder, texts) if texts else (
-            None, 0, 0)
+        vectors, _, _ = self.registry.cache.embed(
+            self.embedder, texts, namespace=namespace) if texts else (None, 0, 0)
         writes = []
         row = 0
         for m in messages:

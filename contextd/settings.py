@@ -14,6 +14,7 @@ top-level keys are setting names. Secrets are `SecretStr`: masked in repr, logs 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,10 +30,12 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from contextd.auth.keys import KeySpec
 from contextd.errors import InvalidRequest
 
 ENV_PREFIX = "CONTEXTD_"
 CONFIG_ENV = "CONTEXTD_CONFIG"
+
 
 
 class Settings(BaseSettings):
@@ -123,6 +126,17 @@ class Settings(BaseSettings):
                            "micro-batch.")
     api_key: SecretStr | None = Field(None, description="When set, the HTTP API's /v1 routes "
                                 "require `Authorization: Bearer <api_key>`.")
+    api_keys: list[KeySpec] = Field(default_factory=list, description="API keys per tenant, "
+                                    "as a JSON list of {id, hash (hex SHA-256 of the secret), "
+                                    "role (read, write or admin), namespaces (names or "
+                                    "prefixes such as 'acme-*'), max_namespaces}; keys made "
+                                    "by `contextd keys create` are kept in "
+                                    "<data_dir>/keys.sqlite3 instead.")
+    metrics_open: bool = Field(False, description="Serve /metrics without a key even when "
+                               "keys are configured (otherwise it needs an admin key).")
+    docs_open: bool = Field(False, description="Serve /docs, /redoc and /openapi.json without "
+                            "a key even when keys are configured (otherwise they need an "
+                            "admin key).")
     http_threads: int = Field(8, ge=1, le=256, description="Engine calls the HTTP server runs "
                               "at once, off the event loop.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest HTTP request "
@@ -166,6 +180,17 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_from_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"api_keys is not valid JSON ({exc}): give a list of "
+                                 '{"id", "hash", "role", "namespaces"} objects') from exc
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -123,7 +123,7 @@ def run_conversations(
         full_tokens.append(REPLY_PRIMING + sum(message_tokens(m, counter) for m in plain))
         # Built first: it embeds every turn into the engine's cache, where the sessions'
         # appends then find them.
-        index = TurnIndex.build(engine, messages)
+        index = TurnIndex.build(engine, messages, NAMESPACE)
         try:
             rankings = [index.rank(q.question) for q in conv.questions]
             for budget in budgets:

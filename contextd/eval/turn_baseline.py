@@ -49,7 +49,8 @@ class TurnIndex:
     lexical: sqlite3.Connection
 
     @classmethod
-    def build(cls, engine: Engine, messages: Sequence[dict[str, Any]]) -> TurnIndex:
+    def build(cls, engine: Engine, messages: Sequence[dict[str, Any]],
+              namespace: str = "eval-conversations") -> TurnIndex:
         """Embed every turn through the engine's embedding cache and index it for bm25.
 
         The texts are those the session embeds for recall, so appending the same turns to a
@@ -60,7 +61,9 @@ class TurnIndex:
         """
         parsed = [ChatMessage.model_validate(m) for m in messages]
         texts = [turn_embedding_text(m) if m.content else "" for m in parsed]
-        vectors, _, _ = engine.registry.cache.embed(engine.embedder, texts)
+        # Through the namespace the evaluation's sessions use, so both share the vectors.
+        vectors, _, _ = engine.registry.cache.embed(engine.embedder, texts,
+                                                    namespace=namespace)
         counter = get_counter()
         costs = [message_tokens(m.openai(), counter) for m in parsed]
         lexical = sqlite3.connect(":memory:", check_same_thread=False)
@@ -79,8 +82,7 @@ class TurnIndex:
 
     def dense_ranking(self, question: str) -> list[int]:
         """Turn positions by cosine similarity to the question, best first (all turns)."""
-        query, _, _ = self.engine.registry.cache.embed(self.engine.embedder, [question])
-        scores = self.vectors @ query[0]
+        scores = self.vectors @ self.engine.embed_query(question)
         # A stable sort on the negated score: equal scores keep conversation order.
         return [int(i) for i in np.argsort(-scores, kind="stable")]
 

@@ -17,12 +17,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from pydantic import SecretStr
 
+from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
-from contextd.server.calls import EngineCalls, check_api_key
+from contextd.server.access import ApiKeyAccess, engine_namespace_count
+from contextd.server.calls import EngineCalls
 from contextd.server.metrics import ServiceMetrics
 from contextd.server.middleware import BodyLimit, RequestContext
 from contextd.server.problems import add_problem_handlers, problem_responses
@@ -51,12 +53,12 @@ def _include_v1(app: FastAPI) -> None:
     # Each resource's router carries the /v1 prefix itself (not through a nested router), so
     # the route a request matched knows its full template, which metrics label by.
     for module in (assemble, documents, search, sessions, namespaces):
-        app.include_router(module.router, dependencies=[Depends(check_api_key)],
-                           responses=problem_responses(401, 422, 500, 503))
+        app.include_router(module.router,
+                           responses=problem_responses(401, 403, 404, 422, 500, 503))
 
 
 def _document_bearer_auth(app: FastAPI) -> None:
-    # check_api_key reads the header itself (one code path with or without a key), so the
+    # The access layer reads the header itself (one code path with or without keys), so the
     # schema is told here: a bearer scheme, required by every /v1 operation, which lets the
     # docs page's "Authorize" send the key. Wraps the problem-details schema of
     # add_problem_handlers.
@@ -66,7 +68,8 @@ def _document_bearer_auth(app: FastAPI) -> None:
         schema = problem_openapi()
         schema.setdefault("components", {})["securitySchemes"] = {
             BEARER_SCHEME: {"type": "http", "scheme": "bearer",
-                            "description": "The server's API key (CONTEXTD_API_KEY)."}}
+                            "description": "An API key (contextd keys create, or "
+                                           "CONTEXTD_API_KEY)."}}
         for path, operations in schema["paths"].items():
             if path.startswith("/v1/"):
                 for operation in operations.values():
@@ -81,12 +84,15 @@ def _document_bearer_auth(app: FastAPI) -> None:
 
 def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = None,
                worker_threads: int | None = None, api_key: str | SecretStr | None = None,
+               keys: KeyRing | None = None,
                on_ready: Callable[[Engine], None] | None = None) -> FastAPI:
     """The contextd HTTP app over `engine` (default: `Engine()` from CONTEXTD_* variables).
 
     At startup a thread warms the engine up (then runs `on_ready`, e.g. sample ingestion);
     /readyz answers 503 until both are done. At shutdown the app closes the engine, which
-    flushes the vector snapshots. With `api_key`, /v1 routes require `Bearer <api_key>`.
+    flushes the vector snapshots. Keys (default: the key store in the data directory, the
+    `api_keys` setting and `api_key`, an admin key over every namespace) are checked before
+    anything else; with none at all, every route is open.
 
         >>> app = create_app(Engine("indexes"), api_key="s3cret")  # doctest: +SKIP
         >>> uvicorn.run(app, port=8000)  # doctest: +SKIP
@@ -96,8 +102,11 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     max_body_bytes = max_body_bytes or engine.settings.max_body_bytes
     worker_threads = worker_threads or engine.settings.http_threads
     api_key = api_key or engine.settings.api_key
-    if isinstance(api_key, str):  # kept as a SecretStr so no repr or log shows it
-        api_key = SecretStr(api_key)
+    if isinstance(api_key, SecretStr):
+        api_key = api_key.get_secret_value()
+    if keys is None:
+        keys = KeyRing(engine.settings.api_keys, legacy_key=api_key,
+                       store=KeyStore(engine.settings.data_dir))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +122,8 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
                 log.error("engine calls still running after %s s; closing anyway",
                           SHUTDOWN_WAIT_S)
             await anyio.to_thread.run_sync(engine.close)
+            if keys.store is not None:
+                keys.store.close()
 
     # /docs and /redoc load swagger-ui and redoc from the package's bundled copies, so they
     # render with no network (the stock pages load them from a CDN).
@@ -122,7 +133,7 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
                          "conversation memory and exact token-budget packing.")
     app.state.engine = engine
     app.state.engine_closed = False
-    app.state.api_key = api_key
+    app.state.keys = keys
     app.state.metrics = ServiceMetrics()
     if engine.batcher is not None:
         app.state.metrics.watch_batcher(engine.batcher)
@@ -134,10 +145,15 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     app.include_router(ops.router)
     app.include_router(inspect.router)
     add_problem_handlers(app)
-    if api_key:
+    if keys.configured():
         _document_bearer_auth(app)
-    # Added last, so outermost: every response, 413s included, gets an id and a latency.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # In front of the body limit: a request without a valid key is refused unread.
+    app.add_middleware(ApiKeyAccess, keys=keys, metrics_open=engine.settings.metrics_open,
+                       docs_open=engine.settings.docs_open,
+                       namespace_count=engine_namespace_count(engine))
+    # Added last, so outermost: every response, 401s and 413s included, gets an id and a
+    # latency.
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app
 

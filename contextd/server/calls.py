@@ -9,15 +9,13 @@ Engine calls block (model, SQLite, FAISS), so they run off the event loop, at mo
 from __future__ import annotations
 
 import functools
-import secrets
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request, Response
-from pydantic import BaseModel, SecretStr
-from starlette.exceptions import HTTPException
+from pydantic import BaseModel
 
 from contextd.engine import Engine
 from contextd.errors import Unavailable
@@ -70,18 +68,6 @@ def json_response(model: BaseModel | list[Any], status: int = 200) -> Response:
 
 def _engine(request: Request) -> Engine:
     return request.app.state.engine  # type: ignore[no-any-return]
-
-
-async def check_api_key(request: Request) -> None:
-    """401 unless the Authorization header carries the app's API key (when one is set)."""
-    expected: SecretStr | None = request.app.state.api_key
-    if expected is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(
-            token.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(401, "send the API key as 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})
 
 
 EngineDep = Annotated[Engine, Depends(_engine)]

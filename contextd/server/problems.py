@@ -48,7 +48,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         >>> problem_responses(404)[404]["description"]
         'No such namespace, document or session.'
     """
-    text = {401: "Missing or wrong API key.", 404: "No such namespace, document or session.",
+    text = {401: "Missing or wrong API key.", 403: "The API key's role does not allow this.",
+            404: "No such namespace, document or session.",
             409: "A turn with this id is already in the session.",
             413: "Request body over the size limit.", 422: "Invalid request; `errors` says "
             "which fields.", 500: "Unexpected failure; quote `request_id`.",

@@ -9,12 +9,15 @@ and prints a ready-to-paste curl command.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import shlex
 from pathlib import Path
 
+from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
+from contextd.errors import InvalidRequest
 from contextd.loaders import read_documents
 from contextd.settings import Settings
 
@@ -65,12 +68,43 @@ def curl_example(host: str, port: int, api_key: bool = False) -> str:
     return "\n".join(lines)
 
 
-def serve(settings: Settings | None = None, *, sample: bool = False) -> None:
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only.
+
+        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
+        (True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
+def check_listen_address(host: str, keys: KeyRing, insecure: bool = False) -> None:
+    """Refuse a non-loopback `host` when no API key exists, unless `insecure`.
+
+        >>> check_listen_address("127.0.0.1", KeyRing())
+        >>> check_listen_address("0.0.0.0", KeyRing(legacy_key="s3cret"))
+    """
+    if insecure or is_loopback(host) or keys.configured():
+        return
+    raise InvalidRequest(
+        f"refusing to listen on {host} without an API key: anyone who can reach it could "
+        "read and delete every namespace. Create a key (`contextd keys create --role admin "
+        "--namespace '*'`), set CONTEXTD_API_KEY or CONTEXTD_API_KEYS, listen on 127.0.0.1, "
+        "or pass --insecure to serve openly anyway")
+
+
+def serve(settings: Settings | None = None, *, sample: bool = False,
+          insecure: bool = False) -> None:
     """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
 
     `settings` (default: `Settings.from_env()`, i.e. CONTEXTD_* variables and the config file)
-    give the interface, port, data directory, API key, worker threads and logging; contextd
-    and uvicorn log through one handler in `settings.log_format`.
+    give the interface, port, data directory, API keys, worker threads and logging; contextd
+    and uvicorn log through one handler in `settings.log_format`. Without any API key it
+    listens only on loopback unless `insecure`.
 
         >>> serve(Settings.from_env(port=8000), sample=True)  # doctest: +SKIP
     """
@@ -82,6 +116,11 @@ def serve(settings: Settings | None = None, *, sample: bool = False) -> None:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     host, port = settings.host, settings.port
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    keys = KeyRing(settings.api_keys, legacy_key=api_key, store=KeyStore(settings.data_dir))
+    check_listen_address(host, keys, insecure)
+    if not keys.configured():
+        log.warning("no API key exists: every route is open to whoever reaches %s", host)
     engine = Engine(settings=settings)
 
     def on_ready(ready: Engine) -> None:
@@ -96,7 +135,7 @@ def serve(settings: Settings | None = None, *, sample: bool = False) -> None:
                   + f"\n\nor open {shown}/inspect to see where the tokens go, and {shown}/docs "
                   "for the API.\n", flush=True)
 
-    app = create_app(engine, api_key=settings.api_key, on_ready=on_ready,
+    app = create_app(engine, api_key=api_key, keys=keys, on_ready=on_ready,
                      worker_threads=settings.http_threads,
                      max_body_bytes=settings.max_body_bytes)
     # One worker process: the model and indexes live in this process; concurrency comes from

@@ -88,10 +88,15 @@ def test_upsert_replaces_chunks_and_skips_unchanged(engine) -> None:
     assert engine.namespaces()[0].chunks == 3
 
 
-def test_embedding_cache_avoids_recomputation_across_namespaces(engine) -> None:
+def test_embedding_cache_avoids_recomputation_across_namespaces(engine, monkeypatch) -> None:
     engine.upsert_documents(DOCS, namespace="a")
+    computed: list[str] = []
+    embed = engine.embedder.embed
+    monkeypatch.setattr(engine.embedder, "embed", lambda texts: computed.extend(texts) or
+                        embed(texts))
     result = engine.upsert_documents(DOCS, namespace="b")
-    assert (result.embedded, result.cached) == (0, 3)
+    assert computed == []  # reused from namespace a's vectors...
+    assert (result.embedded, result.cached) == (3, 0)  # ...without telling namespace b
 
 
 def test_deleting_the_snapshot_rebuilds_it(make_engine, tmp_path) -> None:
@@ -236,7 +241,7 @@ def test_embedding_cache_batches_similar_lengths_and_keeps_input_order(tmp_path)
     texts = [" ".join(["word"] * n) + f" {n}" for n in (3, 40, 7, 25, 1, 33, 12)]
     texts.append(texts[0])  # a repeat is embedded once
     embedder = _RecordingEmbedder()
-    vectors, embedded, cached = cache.embed(embedder, texts, batch_size=3)
+    vectors, embedded, cached = cache.embed(embedder, texts, batch_size=3, namespace="a")
     assert (embedded, cached) == (7, 1)
     sizes = [len(t) for batch in embedder.batches for t in batch]
     assert sizes == sorted(sizes, reverse=True)  # batches hold neighbours in length

@@ -54,7 +54,9 @@ async def test_openapi_has_no_security_without_a_key(http: httpx.AsyncClient) ->
 
 async def test_openapi_declares_bearer_auth_with_a_key(server_engine: Engine) -> None:
     transport = httpx.ASGITransport(app=create_app(server_engine, api_key="s3cret"))
-    async with httpx.AsyncClient(transport=transport, base_url="http://contextd") as http:
+    # With keys configured the schema itself needs an admin key (docs_open is off).
+    async with httpx.AsyncClient(transport=transport, base_url="http://contextd",
+                                 headers={"Authorization": "Bearer s3cret"}) as http:
         schema = (await http.get("/openapi.json")).json()
     schemes = schema["components"]["securitySchemes"]
     assert list(schemes.values()) == [schemes["apiKey"]]
@@ -69,7 +71,9 @@ async def test_openapi_declares_bearer_auth_with_a_key(server_engine: Engine) ->
 
 async def test_openapi_with_a_key_keeps_problem_media_types(server_engine: Engine) -> None:
     transport = httpx.ASGITransport(app=create_app(server_engine, api_key="s3cret"))
-    async with httpx.AsyncClient(transport=transport, base_url="http://contextd") as http:
+    # With keys configured the schema itself needs an admin key (docs_open is off).
+    async with httpx.AsyncClient(transport=transport, base_url="http://contextd",
+                                 headers={"Authorization": "Bearer s3cret"}) as http:
         schema = (await http.get("/openapi.json")).json()
     unauthorized = schema["paths"]["/v1/namespaces"]["get"]["responses"]["401"]
     assert list(unauthorized["content"]) == ["application/problem+json"]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from contextd.errors import InvalidRequest
 from contextd.models import AssembleRequest, AssembleResponse
+from contextd.server.access import check_namespace
 from contextd.server.calls import EngineDep, json_response, run_engine
 from contextd.server.problems import problem_responses
 from contextd.server.routes.params import NamespacePath
@@ -14,13 +15,16 @@ router = APIRouter(prefix="/v1", tags=["assemble"])
 
 
 async def _assemble(body: AssembleRequest, request: Request, engine: EngineDep) -> Response:
+    # Messages sent with a session id are stored in it: that is a write.
+    stores = body.session_id is not None and bool(body.messages)
+    check_namespace(request, body.namespace, "write" if stores else "read")
     response = await run_engine(request, engine.assemble, body)
     request.app.state.metrics.observe_assemble(response, body.query_type)
     return json_response(response)
 
 
 @router.post("/namespaces/{namespace}/assemble", response_model=AssembleResponse,
-             responses=problem_responses(404, 409))
+             responses=problem_responses(403, 404, 409))
 async def assemble(namespace: NamespacePath, body: AssembleRequest, request: Request,
                    engine: EngineDep) -> Response:
     """Assemble chat messages for a query within a token budget, from the namespace's
@@ -32,7 +36,7 @@ async def assemble(namespace: NamespacePath, body: AssembleRequest, request: Req
 
 
 @router.post("/assemble", response_model=AssembleResponse, deprecated=True,
-             responses=problem_responses(404, 409))
+             responses=problem_responses(403, 404, 409))
 async def assemble_deprecated(body: AssembleRequest, request: Request,
                               engine: EngineDep) -> Response:
     """Deprecated: use POST /v1/namespaces/{namespace}/assemble. The namespace comes from

@@ -35,7 +35,8 @@ async def readyz(request: Request) -> Status:
 
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
-                             "description": "Prometheus text exposition format."}})
+                             "description": "Prometheus text exposition format."},
+                       **problem_responses(401, 403)})
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this process (an admin key, unless `metrics_open`)."""
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
