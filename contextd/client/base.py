@@ -169,10 +169,12 @@ class BaseClient:
                    exc: Exception | None) -> bool:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
             return True  # nothing reached the server
-        if response is not None and response.status_code == 503:
-            return True  # the server says it did not do the work
         if not call.idempotent:
+            # A 503 can come after part of the work (an assemble that stored its turns, then
+            # met a shutdown): repeating a call that writes could store its turns twice.
             return False
+        if response is not None and response.status_code == 503:
+            return True
         if isinstance(exc, httpx.TransportError):
             return True
         return response is not None and response.status_code in (502, 504)

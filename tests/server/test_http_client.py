@@ -64,13 +64,20 @@ def test_connect_errors_are_retried_for_any_call() -> None:
     assert result.turn_ids == ["t"] and len(seen) == 3
 
 
-def test_503_is_retried_even_for_appends() -> None:
-    make, seen = scripted(problem(503, "unavailable"),
-                          httpx.Response(200, json={"namespace": "default", "session_id": "s",
-                                                    "appended": 1, "turn_ids": ["t"],
-                                                    "turns": 1}))
-    make().append_messages("s", [{"role": "user", "content": "hi"}])
-    assert len(seen) == 2
+def test_client_does_not_retry_non_idempotent_calls_on_503() -> None:
+    # A 503 may come after part of the work (an assemble that stored its turns, then met a
+    # shutdown), so calls that write turns are not repeated; idempotent ones are.
+    answer = httpx.Response(200, json={"namespace": "default", "session_id": "s",
+                                       "appended": 1, "turn_ids": ["t"], "turns": 1})
+    make, seen = scripted(problem(503, "unavailable"), answer)
+    with pytest.raises(Unavailable):
+        make().append_messages("s", [{"role": "user", "content": "hi"}])
+    assert len(seen) == 1
+    make, seen = scripted(problem(503, "unavailable"), problem(503, "unavailable"))
+    with pytest.raises(Unavailable):
+        make(retries=1).assemble(query="q", max_tokens=100, session_id="s",
+                                 messages=[{"role": "user", "content": "hi"}])
+    assert len(seen) == 1
 
 
 def test_a_lost_answer_is_not_retried_for_appends() -> None:
