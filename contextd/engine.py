@@ -53,6 +53,7 @@ from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
 from contextd.sessions import SessionService
 from contextd.settings import Settings
+from contextd.telemetry import Telemetry
 from contextd.timings import timed
 from contextd.validation import parse
 
@@ -124,6 +125,8 @@ class Engine:
         self.batcher = (MicroBatcher(self.embedder.embed, settings.batch_wait_ms,
                                      settings.batch_max)
                         if settings.batch_wait_ms > 0 else None)
+        # One usage log line per assemble, in process or over HTTP (contextd report).
+        self.telemetry = Telemetry(settings)
         self.refiner = _summary_refiner(settings)
         if self.refiner is not None:
             self.memory.on_evict = self.refiner.submit
@@ -158,6 +161,7 @@ class Engine:
         if self.refiner is not None:
             self.refiner.close()
         self.registry.close()
+        self.telemetry.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -195,7 +199,9 @@ class Engine:
         """
         req = parse(AssembleRequest, request if request is not None else fields)
         with self.registry.lease(req.namespace):
-            return self.pipeline.run(req)
+            response = self.pipeline.run(req)
+        self.telemetry.assembled(req, response)
+        return response
 
     # ------------------------------------------------------------------ documents
 

@@ -495,7 +495,8 @@ class AssembleRequest(_Model):
 
 
 class Usage(BaseModel):
-    """Prompt tokens by section. The sections plus `overhead` add up to `total`."""
+    """Prompt tokens by section. The sections plus `overhead` add up to `total`; the two
+    `*_available` counts are what the prompt would have cost without selection."""
 
     system: int = Field(0, description="Tokens of the system prompt's content.")
     summary: int = Field(0, description="Tokens of the running summary's content.")
@@ -506,6 +507,15 @@ class Usage(BaseModel):
     overhead: int = Field(0, description="Per-message framing and reply priming tokens.")
     total: int = Field(0, description="Prompt tokens an OpenAI chat model bills for `messages`.")
     budget: int = Field(0, description="The prompt budget the request resolved to.")
+    history_available: int = Field(0, description="Tokens of the content of every turn the "
+                                   "session holds (none summarised, none left out), or of the "
+                                   "request's own messages without a session: what sending "
+                                   "the whole history would cost against summary, history "
+                                   "and recalled. Not part of total.")
+    documents_available: int = Field(0, description="Tokens of the text of every candidate "
+                                     "chunk retrieval handed to ranking: what sending every "
+                                     "retrieved chunk would cost against documents; 0 when "
+                                     "no retrieval ran. Not part of total.")
 
 
 class UsedDocument(BaseModel):

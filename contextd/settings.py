@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -160,6 +162,37 @@ class Settings(BaseSettings):
         "text", description="Log line format of `contextd serve`, for contextd and uvicorn "
         "alike: 'text' (one readable line) or 'json' (one JSON object per line).")
 
+    query_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["chat", "qa", "search", "summarise", "code", "agent"],
+        description="The query_type values metrics and the usage log keep as they are; any "
+        "other (and an unset one) is counted as 'other', so label cardinality stays bounded.")
+    usage_log: Path | None = Field(Path("usage.jsonl"), description="JSONL file with one "
+                                   "line per assemble (tokens by section, budget, timings, "
+                                   "cache outcome; no text unless usage_log_text), read by "
+                                   "`contextd report`; relative to data_dir; empty turns it "
+                                   "off.")
+    usage_log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Size at which "
+                                     "the usage log and the failure log are rotated (file.1, "
+                                     "file.2, ...).")
+    usage_log_backups: int = Field(5, ge=0, le=1000, description="Rotated files kept of the "
+                                   "usage log and of the failure log; the oldest is deleted.")
+    usage_log_text: bool = Field(False, description="Also write the query text to each usage "
+                                 "log line.")
+    failure_log: Path | None = Field(Path("failures.jsonl"), description="JSONL file with one "
+                                     "line per failed HTTP request (request id, status, "
+                                     "problem type, settings in force, the input truncated "
+                                     "with secrets redacted), listed by `contextd report "
+                                     "--failures`; relative to data_dir; empty turns it off.")
+    failure_log_client_errors: bool = Field(False, description="Also write 4xx responses "
+                                            "(bad input, unknown namespace, missing key) to "
+                                            "the failure log; 5xx are always written.")
+    failure_log_text: bool = Field(True, description="Keep the text of the input (queries, "
+                                   "messages, documents, system prompts) in failure records; "
+                                   "false replaces each text with its length.")
+    failure_log_input_bytes: int = Field(16_384, ge=256, le=1_048_576, description="Most "
+                                         "bytes of the request body kept in a failure record "
+                                         "(the rest is cut).")
+
     cache_enabled: bool = Field(True, description="Serve assemble responses from the "
                                 "semantic cache: the same query, or a near-duplicate that the "
                                 "guard accepts, against the same documents, session state, "
@@ -176,10 +209,33 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0, description="Seconds a cached response (and the "
                                "answer stored with it) may be served after it was assembled.")
 
-    @field_validator("api_key", "summariser_url", "summariser_api_key", mode="before")
+    @field_validator("api_key", "summariser_url", "summariser_api_key", "usage_log",
+                     "failure_log", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("query_types", mode="before")
+    @classmethod
+    def _types_from_text(cls, value: object) -> object:
+        # CONTEXTD_QUERY_TYPES="qa,chat" as well as a JSON or TOML list.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("query_types")
+    @classmethod
+    def _check_types(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.fullmatch(r"[a-z0-9_]{1,32}", v) or v == "other"]
+        if bad:
+            raise ValueError(f"query_types {bad} are invalid: use 1-32 chars of a-z, 0-9 and "
+                             "'_' ('other' is the fold of every value not listed)")
+        if len(value) > 64:
+            raise ValueError(f"{len(value)} query_types: list at most 64, so metrics stay "
+                             "small")
+        return list(dict.fromkeys(value))
 
     @field_validator("api_keys", mode="before")
     @classmethod

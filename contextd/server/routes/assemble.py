@@ -19,7 +19,8 @@ async def _assemble(body: AssembleRequest, request: Request, engine: EngineDep) 
     stores = body.session_id is not None and bool(body.messages)
     check_namespace(request, body.namespace, "write" if stores else "read")
     response = await run_engine(request, engine.assemble, body)
-    request.app.state.metrics.observe_assemble(response, body.query_type)
+    label = engine.telemetry.label(body.query_type)  # bounded: unknown types count as 'other'
+    request.app.state.metrics.observe_assemble(response, label)
     return json_response(response)
 
 
