@@ -5,6 +5,7 @@
     $ contextd assemble "how are tokens counted?" --max-tokens 1500 --json
     $ contextd sessions show chat-1 --namespace default
     $ contextd serve --config contextd.toml --log-format json --sample
+    $ contextd report --since 24h --by query_type
 
 Settings come from flags, then CONTEXTD_* variables, then a TOML config file (--config or
 CONTEXTD_CONFIG), then the defaults.
@@ -238,6 +239,40 @@ def cmd_sessions_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from contextd.jsonl_log import read_records
+    from contextd.report import (
+        failure_rows,
+        format_failures,
+        format_usage,
+        parse_since,
+        usage_report,
+    )
+    from contextd.telemetry import log_path
+
+    settings = settings_from(args)
+    name = "failure_log" if args.failures else "usage_log"
+    path = log_path(settings, getattr(settings, name))
+    if path is None:
+        raise InvalidRequest(f"the {name.replace('_', ' ')} is off ({name} is empty): set "
+                             f"{name} (CONTEXTD_{name.upper()}) to a file to record it")
+    since = parse_since(args.since) if args.since else None
+    if args.failures:
+        rows = failure_rows(read_records(path), since)
+        print(json.dumps(rows, indent=2) if args.json else format_failures(rows))
+        if not rows and not args.json:
+            print(f"no failures in {path}" + (f" since {args.since}" if args.since else ""),
+                  file=sys.stderr)
+        return 0
+    report = usage_report(read_records(path), since, args.by)
+    report["log"] = str(path)
+    print(json.dumps(report, indent=2) if args.json else format_usage(report))
+    if not report["requests"] and not args.json:
+        print(f"no requests in {path}" + (f" since {args.since}" if args.since else ""),
+              file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from contextd.server.serve import serve
 
@@ -387,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate this many conversations, spread over the kinds of question "
                    "(a LongMemEval history is one conversation)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
+
+    p = add_command(sub, "report", cmd_report, "tokens by section, budget use and tokens "
+                    "saved, from the usage log (rotated files included); or the failure log",
+                    as_json)
+    p.add_argument("--since", default=None, help="only requests since this span back from "
+                   "now (30m, 24h, 7d) or ISO date/time (default: the whole log)")
+    p.add_argument("--by", choices=["query_type", "profile", "namespace"], default=None,
+                   help="one row per value of this field (default: one row for all)")
+    p.add_argument("--failures", action="store_true",
+                   help="list failed requests from the failure log instead, newest first")
 
     p = add_command(sub, "serve", cmd_serve, "run the HTTP service")
     for name in ("host", "port", "log_level", "log_format"):

@@ -13,6 +13,7 @@ from openapi_check import OpenAPIBook
 from prometheus_client.parser import text_string_to_metric_families
 
 from contextd import Engine
+from contextd.jsonl_log import read_records
 from contextd.models import AssembleResponse
 from contextd.server import create_app
 
@@ -127,3 +128,17 @@ async def test_cache_outcome_counted_when_the_response_carries_one(
     text = await served(create_app(engine), book, work)
     assert sample(text, "contextd_assemble_cache_total", outcome="hit", query_type="chat") == 2
     assert sample(text, "contextd_assemble_cache_total", outcome="miss", query_type="chat") == 1
+
+
+async def test_usage_log_line_carries_the_http_request_id(
+        make_engine: Callable[..., Engine], book: OpenAPIBook, tmp_path) -> None:
+    engine = make_engine(tmp_path / "data")
+
+    async def work(client) -> None:
+        await client.http.post("/v1/namespaces/default/assemble", headers={"X-Request-ID":
+                               "call-7"}, json={"query": "solar", "max_tokens": 100,
+                                                "query_type": "qa"})
+
+    await served(create_app(engine), book, work)
+    (record,) = read_records(tmp_path / "data" / "usage.jsonl")
+    assert record["request_id"] == "call-7" and record["query_type"] == "qa"
