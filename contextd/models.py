@@ -473,7 +473,9 @@ class AssembleRequest(_Model):
         default=None, max_length=64, description="The prefix_digest of this session's "
         "previous response, to learn whether the stable prefix changed (prefix_unchanged).")
     query_type: str | None = Field(
-        default=None, pattern=r"^[a-z0-9_]{1,32}$", description="Label for metrics."
+        default=None, pattern=r"^[a-z0-9_]{1,32}$", description="Kind of query, for "
+        "telemetry: kept as is in the usage log, and a /metrics label when it is one of the "
+        "query_types setting (otherwise counted as 'other')."
     )
     documents_role: Literal["system", "user"] = Field(
         default="system",
