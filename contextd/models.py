@@ -477,6 +477,13 @@ class AssembleRequest(_Model):
         "telemetry: kept as is in the usage log, and a /metrics label when it is one of the "
         "query_types setting (otherwise counted as 'other')."
     )
+    profile: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Profile (named "
+        "configuration) to assemble with; unset: the weighted split assigns one by "
+        "session_id, else routing_key, else the query.")
+    routing_key: str | None = Field(
+        default=None, max_length=256, description="Key that keeps requests without a "
+        "session on one profile of the split (e.g. a user id).")
     documents_role: Literal["system", "user"] = Field(
         default="system",
         description="Role of the context documents message: 'system' (after the history), or "
@@ -559,6 +566,8 @@ class Dropped(BaseModel):
 class AssembleResponse(BaseModel):
     namespace: str = Field(description="Namespace the documents came from.")
     session_id: str | None = Field(description="Session the history came from, if any.")
+    profile: str = Field(default="default", description="Profile that assembled the "
+                         "response: the request's, or the one the split assigned.")
     model: str | None = Field(description="Model named in the request, if any.")
     encoding: str = Field(description="Tokenizer encoding that counted the tokens.")
     messages: list[OutputMessage] = Field(

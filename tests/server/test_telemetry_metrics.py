@@ -142,3 +142,27 @@ async def test_usage_log_line_carries_the_http_request_id(
     await served(create_app(engine), book, work)
     (record,) = read_records(tmp_path / "data" / "usage.jsonl")
     assert record["request_id"] == "call-7" and record["query_type"] == "qa"
+
+
+async def test_profile_in_the_response_and_the_metrics(
+        make_engine: Callable[..., Engine], book: OpenAPIBook) -> None:
+    engine = make_engine(usage_log=None, profiles={"canary": {"weight": 0, "mmr_lambda": 0.5}})
+    seen: dict[str, object] = {}
+
+    async def work(client) -> None:
+        await client.upsert_documents(DOCS)
+        seen["canary"] = await client.assemble(query="solar", max_tokens=100, profile="canary",
+                                               query_type="qa")
+        seen["split"] = await client.assemble(query="solar", max_tokens=100, session_id="s-1",
+                                              messages=[{"role": "user", "content": "hi"}])
+        seen["bad"] = await client.http.post("/v1/namespaces/default/assemble", json={
+            "query": "solar", "max_tokens": 100, "profile": "nope"})
+
+    text = await served(create_app(engine), book, work)
+    assert seen["canary"].profile == "canary" and seen["split"].profile == "default"
+    assert seen["bad"].status_code == 422 and "unknown profile 'nope'" in seen["bad"].json()[
+        "detail"]
+    assert sample(text, "contextd_assemble_requests_total", profile="canary",
+                  query_type="qa") == 1
+    assert sample(text, "contextd_assemble_requests_total", profile="default",
+                  query_type="other") == 1
