@@ -38,17 +38,17 @@ class JsonlLog:
         self.backups = backups
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         """Append `record` as one line (OSError if the file cannot be written)."""
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
                 + "\n").encode()
         with self._lock:
-            fd = self._current()
-            size = os.fstat(fd).st_size
+            fd, size = self._current()
             if size > 0 and size + len(line) > self.max_bytes:
                 self._rotate()
-                fd = self._current()
+                fd, size = self._current()
             os.write(fd, line)
 
     def close(self) -> None:
@@ -57,11 +57,13 @@ class JsonlLog:
                 os.close(self._fd)
                 self._fd = None
 
-    def _current(self) -> int:
+    def _current(self) -> tuple[int, int]:
+        """The descriptor of the file now at the path, and that file's size."""
         if self._fd is not None:
             try:
-                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
-                    return self._fd
+                at_path = os.stat(self.path)
+                if (at_path.st_ino, at_path.st_dev) == self._inode:
+                    return self._fd, at_path.st_size
             except FileNotFoundError:
                 pass
             os.close(self._fd)  # rotated (or removed) by someone else: follow the path
@@ -70,8 +72,9 @@ class JsonlLog:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         # The mode of os.open applies only to a new file (and through the umask): make sure.
         os.fchmod(fd, FILE_MODE)
-        self._fd = fd
-        return fd
+        opened = os.fstat(fd)
+        self._fd, self._inode = fd, (opened.st_ino, opened.st_dev)
+        return fd, opened.st_size
 
     def _rotate(self) -> None:
         if self._fd is not None:

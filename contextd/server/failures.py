@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -118,7 +119,7 @@ class FailureRecorder:
         """Whether a response of `status` is a failure to record."""
         return status >= 500 or (self.client_errors and status >= 400)
 
-    def record(self, scope: dict[str, Any], status: int, body: bytes, body_bytes: int,
+    def record(self, scope: Mapping[str, Any], status: int, body: bytes, body_bytes: int,
                problem_type: str | None, exc: BaseException | None = None) -> None:
         """Write the record of one failed request: `body` is its first bytes (at most
         `failure_log_input_bytes`), `body_bytes` its whole size."""
@@ -153,7 +154,7 @@ class FailureRecorder:
         except OSError as exc_:
             log.error("failure log %s cannot be written: %s", self.log.path, exc_)
 
-    def _headers(self, scope: dict[str, Any]) -> tuple[dict[str, str], str | None]:
+    def _headers(self, scope: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
         headers: dict[str, str] = {}
         bearer = None
         for raw_name, raw_value in scope.get("headers", []):

@@ -15,6 +15,8 @@ slugs, drop reasons, profile names from the configuration, and `query_type`, fol
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
@@ -51,6 +53,19 @@ STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 TOKEN_BUCKETS = (0, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
                  131072, 262144, 1048576)
 UTILISATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+@dataclass
+class _AssembleSeries:
+    """The labelled children one (query_type, profile) updates on every assemble."""
+
+    assembles: Any
+    sections: dict[str, tuple[Any, Any]]
+    total: Any
+    budget: Any
+    utilisation: Any
+    saved_history: Any
+    saved_documents: Any
 
 
 class ServiceMetrics:
@@ -109,6 +124,8 @@ class ServiceMetrics:
         self.errors = Counter(
             "contextd_errors", "Error responses by problem type and status.",
             ["type", "status"], registry=r)
+        self._series: dict[tuple[str, str], _AssembleSeries] = {}
+        self._stages: dict[tuple[str, str, str, str], Any] = {}
         self.ready = Gauge(
             "contextd_ready", "1 once the model, tokenizer and indexes are warm.", registry=r)
 
@@ -124,29 +141,42 @@ class ServiceMetrics:
         """Stage timings, tokens by section, budget use, savings, drops and the cache outcome
         of one assembled prompt; `query_type` is already a bounded label
         (`contextd.telemetry.query_type_label`)."""
-        profile = response_profile(response)
-        labels = (query_type, profile)
-        self.assembles.labels(*labels).inc()
+        labels = (query_type, response_profile(response))
+        series = self._series.get(labels) or self._bind(labels)
+        series.assembles.inc()
         self._observe_stages("assemble", response.timings_ms, *labels)
         usage = response.usage
-        for section in SECTIONS:
+        for section, (counter, histogram) in series.sections.items():
             tokens = getattr(usage, section)
-            self.prompt_tokens.labels(section, *labels).inc(tokens)
-            self.section_tokens.labels(section, *labels).observe(tokens)
-        self.section_tokens.labels("total", *labels).observe(usage.total)
-        self.budget_tokens.labels(*labels).inc(usage.budget)
+            counter.inc(tokens)
+            histogram.observe(tokens)
+        series.total.observe(usage.total)
+        series.budget.inc(usage.budget)
         if usage.budget > 0:
-            self.budget_utilisation.labels(*labels).observe(usage.total / usage.budget)
+            series.utilisation.observe(usage.total / usage.budget)
         sent_history = usage.summary + usage.history + usage.recalled
-        self.tokens_saved.labels("history", *labels).inc(
-            max(0, usage.history_available - sent_history))
-        self.tokens_saved.labels("documents", *labels).inc(
-            max(0, usage.documents_available - usage.documents))
+        series.saved_history.inc(max(0, usage.history_available - sent_history))
+        series.saved_documents.inc(max(0, usage.documents_available - usage.documents))
         for item in response.dropped:
             self.dropped.labels(item.kind, item.reason, *labels).inc()
         outcome = cache_outcome(response)
         if outcome is not None:
             self.cache.labels(outcome, *labels).inc()
+
+    def _bind(self, labels: tuple[str, str]) -> _AssembleSeries:
+        # Looking a labelled child up costs about as much as updating it; the label sets are
+        # bounded, so each is looked up once.
+        series = _AssembleSeries(
+            assembles=self.assembles.labels(*labels),
+            sections={s: (self.prompt_tokens.labels(s, *labels),
+                          self.section_tokens.labels(s, *labels)) for s in SECTIONS},
+            total=self.section_tokens.labels("total", *labels),
+            budget=self.budget_tokens.labels(*labels),
+            utilisation=self.budget_utilisation.labels(*labels),
+            saved_history=self.tokens_saved.labels("history", *labels),
+            saved_documents=self.tokens_saved.labels("documents", *labels))
+        self._series[labels] = series
+        return series
 
     def observe_search(self, response: SearchResponse) -> None:
         """Stage timings of one search."""
@@ -155,7 +185,11 @@ class ServiceMetrics:
     def _observe_stages(self, operation: str, timings_ms: dict[str, float], query_type: str,
                         profile: str) -> None:
         for stage, ms in timings_ms.items():
-            self.stage_seconds.labels(operation, stage, query_type, profile).observe(ms / 1000.0)
+            key = (operation, stage, query_type, profile)
+            child = self._stages.get(key)
+            if child is None:
+                child = self._stages[key] = self.stage_seconds.labels(*key)
+            child.observe(ms / 1000.0)
 
     def watch_batcher(self, batcher: MicroBatcher) -> None:
         """Export the micro-batcher's forward passes and texts (their ratio: mean batch size)."""
