@@ -102,6 +102,7 @@ class FailureRecorder:
         self.keep_text = settings.failure_log_text
         self.max_input_bytes = settings.failure_log_input_bytes
         self.settings, self.settings_digest = settings_in_force(settings)
+        self._base = settings.model_dump(mode="json", exclude={*SECRET_SETTINGS, "profiles"})
         self.secrets = [s.get_secret_value() for s in (settings.api_key,
                                                          settings.summariser_api_key)
                         if isinstance(s, SecretStr) and s.get_secret_value()]
@@ -149,10 +150,18 @@ class FailureRecorder:
             record["namespace"] = record["namespace"] or parsed.get("namespace")
             record["profile"] = parsed.get("profile") or DEFAULT_PROFILE
             record["query_type"] = parsed.get("query_type")
+        profile = scope.get("state", {}).get("profile")
+        if profile is not None:  # the profile the request ran with, and what it changes
+            record["profile"] = profile.name
+            record["profile_settings"] = self._profile_changes(profile.settings)
         try:
             self.log.write(record)
         except OSError as exc_:
             log.error("failure log %s cannot be written: %s", self.log.path, exc_)
+
+    def _profile_changes(self, settings: Settings) -> dict[str, Any]:
+        values = settings.model_dump(mode="json", exclude={*SECRET_SETTINGS, "profiles"})
+        return {k: v for k, v in values.items() if self._base.get(k) != v}
 
     def _headers(self, scope: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
         headers: dict[str, str] = {}

@@ -43,7 +43,8 @@ def crash_ranking(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     def rank(*args, **kwargs):
         raise RuntimeError("ranking blew up")
 
-    monkeypatch.setattr(engine.pipeline.ranker, "rank", rank)
+    for name in engine.profiles.names():  # each profile has a ranker of its own
+        monkeypatch.setattr(engine.profiles.get(name).runner.ranker, "rank", rank)
 
 
 async def test_an_injected_crash_is_logged_with_its_request_id_and_secrets_redacted(
@@ -84,7 +85,8 @@ async def test_text_is_left_out_when_configured_and_json_secret_keys_always(
         make_engine: Callable[..., Engine], book: OpenAPIBook, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
-    engine = make_engine(data, failure_log_text=False, failure_log_client_errors=True)
+    engine = make_engine(data, failure_log_text=False, failure_log_client_errors=True,
+                         profiles={"canary": {"weight": 100, "mmr_lambda": 0.5}})
     crash_ranking(engine, monkeypatch)
     app = create_app(engine)
     await post(app, book, "/v1/namespaces/default/assemble",
@@ -97,6 +99,8 @@ async def test_text_is_left_out_when_configured_and_json_secret_keys_always(
     assert crash["input"]["query"] == "[18 chars]"
     assert crash["input"]["messages"] == [{"role": "user", "content": "[23 chars]"}]
     assert crash["input"]["session_id"] == "s-1" and crash["message"] is None
+    # Assigned by the split, not named in the request: still the profile in force.
+    assert crash["profile"] == "canary" and crash["profile_settings"] == {"mmr_lambda": 0.5}
     assert invalid["status"] == 422 and invalid["type"] == "invalid-request"
     assert invalid["input"]["password"] == "[redacted]"
     raw = (data / "failures.jsonl").read_text()
