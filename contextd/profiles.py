@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from contextd.errors import InvalidRequest
 from contextd.models import AssembleRequest
@@ -124,7 +124,10 @@ class ProfileRouter(Generic[P]):
 
     def assign(self, key: str) -> str:
         """The profile the weighted split gives `key` (a session id or routing key)."""
-        current = self._set
+        return self._assign(self._set, key)
+
+    @staticmethod
+    def _assign(current: _ProfileSet[P], key: str) -> str:
         if not current.bounds:
             return DEFAULT
         point = split_point(key)
@@ -139,7 +142,8 @@ class ProfileRouter(Generic[P]):
         if requested:
             return self.get(requested)
         key = req.session_id or getattr(req, "routing_key", None) or req.query
-        return self._set.profiles[self.assign(key)]
+        current = self._set  # one set throughout, whatever a reload does meanwhile
+        return current.profiles[self._assign(current, key)]
 
     def reload(self, settings: Settings) -> None:
         """Take the profiles of `settings` from now on; requests running keep theirs. A set
@@ -208,18 +212,3 @@ class ConfigWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def profile_settings(settings: Settings, name: str | None) -> Settings:
-    """`settings` as profile `name` runs them (for offline evaluation); `settings` for None.
-
-        >>> profile_settings(Settings(profiles={"b": {"mmr_lambda": 0.5}}), "b").mmr_lambda
-        0.5
-    """
-    return settings if name is None else settings.with_profile(name)
-
-
-def describe(settings: Settings, name: str) -> dict[str, Any]:
-    """What profile `name` changes, for reports."""
-    spec = settings.profiles.get(name)
-    return spec.overrides() if spec is not None else {}
