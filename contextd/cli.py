@@ -5,6 +5,7 @@
     $ contextd assemble "how are tokens counted?" --max-tokens 1500 --json
     $ contextd sessions show chat-1 --namespace default
     $ contextd serve --config contextd.toml --log-format json --sample
+    $ contextd report --since 24h --by query_type
 
 Settings come from flags, then CONTEXTD_* variables, then a TOML config file (--config or
 CONTEXTD_CONFIG), then the defaults.
@@ -49,13 +50,16 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def _engine(args: argparse.Namespace, *, namespace: str | None = None,
-            read_only: bool = False) -> Any:
-    """The Engine a command runs on; `read_only` commands fail on a missing data directory
-    (or `namespace`) before the Engine, which creates folders, is built."""
+            read_only: bool = False, profile: str | None = None) -> Any:
+    """The Engine a command runs on, with `profile`'s settings when given; `read_only`
+    commands fail on a missing data directory (or `namespace`) before the Engine, which
+    creates folders, is built."""
     from contextd.engine import Engine
     from contextd.namespaces import require_existing
 
     settings = settings_from(args)
+    if profile is not None:
+        settings = settings.with_profile(profile)
     if read_only:
         require_existing(Path(settings.data_dir), namespace)
     return Engine(settings=settings)
@@ -116,12 +120,14 @@ def cmd_assemble(args: argparse.Namespace) -> int:
 def cmd_eval_beir(args: argparse.Namespace) -> int:
     from contextd.eval.beir_runner import run_beir
 
-    with _engine(args) as engine:
+    with _engine(args, profile=args.profile) as engine:
         report = run_beir(engine, args.dataset, mode=args.mode, namespace=args.eval_namespace,
                           progress=not args.quiet)
+    report["profile"] = args.profile or "default"
     _write_report(report, args.out)
     m, q, i = report["metrics"], report["query_ms"], report["ingest"]
-    print(f"{report['mode']}: nDCG@10 {m['ndcg@10']:.4f}  recall@10 {m['recall@10']:.4f}  "
+    print(f"{report['profile']} {report['mode']}: nDCG@10 {m['ndcg@10']:.4f}  "
+          f"recall@10 {m['recall@10']:.4f}  "
           f"recall@100 {m['recall@100']:.4f}  MRR@10 {m['mrr@10']:.4f}  "
           f"query p50 {q['p50']} ms p95 {q['p95']} ms  ingest {i['documents_per_s']} docs/s "
           f"({i['embedded']} embedded, {i['cached']} cached)")
@@ -136,11 +142,12 @@ def cmd_eval_conversations(args: argparse.Namespace) -> int:
         raise InvalidRequest("--budgets needs positive token counts, e.g. 1000,2000,4000")
     if args.limit is not None and args.limit <= 0:
         raise InvalidRequest("--limit needs a positive number of conversations, e.g. 20")
-    with _engine(args) as engine:
+    with _engine(args, profile=args.profile) as engine:
         report = run_conversations(engine, args.file, budgets, progress=not args.quiet,
                                    layout=args.format, limit=args.limit)
+    report["profile"] = args.profile or "default"
     _write_report(report, args.out)
-    print(f"{report['layout']}: {report['conversations']} of "
+    print(f"{report['profile']} {report['layout']}: {report['conversations']} of "
           f"{report['conversations_available']} conversations, {report['questions']} "
           f"questions ({report['skipped_questions']} skipped)")
     losses = report["monotonicity_losses"]
@@ -170,6 +177,61 @@ def cmd_eval_conversations(args: argparse.Namespace) -> int:
     print(f"questions where a larger budget lost an evidence turn a smaller one had: "
           f"{losses['overall']} ({pairs}); plain turn baseline: "
           f"{report['turn_baseline_monotonicity_losses']['overall']}")
+    return 0
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        budgets = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        budgets = []
+    if not budgets or min(budgets) <= 0:
+        raise InvalidRequest("--budgets needs positive token counts, e.g. 1000,2000,4000")
+    return budgets
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    """Each profile of --profiles on the same data, one column each."""
+    from contextd.eval.beir_runner import run_beir
+    from contextd.eval.conversations import run_conversations
+
+    names = [n.strip() for n in args.profiles.split(",") if n.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise InvalidRequest("--profiles needs two or more different profile names, e.g. "
+                             "default,canary")
+    base = settings_from(args)
+    for name in names:
+        base.with_profile(name)  # an unknown name fails before any run
+    budgets = _budgets(args.budgets) if args.kind == "conversations" else []
+    rows: dict[str, dict[str, str]] = {}
+    reports = {}
+    for name in names:
+        with _engine(args, profile=name) as engine:
+            if args.kind == "beir":
+                report = run_beir(engine, args.path, mode=args.mode, progress=not args.quiet)
+                m, q = report["metrics"], report["query_ms"]
+                values = {"nDCG@10": f"{m['ndcg@10']:.4f}", "recall@10": f"{m['recall@10']:.4f}",
+                          "recall@100": f"{m['recall@100']:.4f}",
+                          "MRR@10": f"{m['mrr@10']:.4f}",
+                          "query p50 / p95 ms": f"{q['p50']} / {q['p95']}"}
+            else:
+                report = run_conversations(engine, args.path, budgets,
+                                           progress=not args.quiet, limit=args.limit)
+                values = {}
+                for budget, r in [*report["budgets"].items(), ("overall", report["overall"])]:
+                    values[f"{budget} evidence recall"] = f"{r['evidence_recall']:.3f}"
+                    values[f"{budget} answer contained"] = f"{r['answer_contained']:.3f}"
+                    values[f"{budget} tokens"] = str(r["tokens_mean"])
+                o = report["overall"]["latency_ms"]
+                values["assemble p50 / p95 ms"] = f"{o['p50']} / {o['p95']}"
+        reports[name] = report
+        for metric, value in values.items():
+            rows.setdefault(metric, {})[name] = value
+    _write_report({"kind": args.kind, "profiles": reports}, args.out)
+    print("| metric | " + " | ".join(names) + " |")
+    print("| --- | " + " | ".join("---" for _ in names) + " |")
+    for metric, by_profile in rows.items():
+        print(f"| {metric} | " + " | ".join(by_profile.get(n, "-") for n in names) + " |")
     return 0
 
 
@@ -238,10 +300,45 @@ def cmd_sessions_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from contextd.jsonl_log import read_records
+    from contextd.report import (
+        failure_rows,
+        format_failures,
+        format_usage,
+        parse_since,
+        usage_report,
+    )
+    from contextd.telemetry import log_path
+
+    settings = settings_from(args)
+    name = "failure_log" if args.failures else "usage_log"
+    path = log_path(settings, getattr(settings, name))
+    if path is None:
+        raise InvalidRequest(f"the {name.replace('_', ' ')} is off ({name} is empty): set "
+                             f"{name} (CONTEXTD_{name.upper()}) to a file to record it")
+    since = parse_since(args.since) if args.since else None
+    if args.failures:
+        rows = failure_rows(read_records(path), since)
+        print(json.dumps(rows, indent=2) if args.json else format_failures(rows))
+        if not rows and not args.json:
+            print(f"no failures in {path}" + (f" since {args.since}" if args.since else ""),
+                  file=sys.stderr)
+        return 0
+    report = usage_report(read_records(path), since, args.by)
+    report["log"] = str(path)
+    print(json.dumps(report, indent=2) if args.json else format_usage(report))
+    if not report["requests"] and not args.json:
+        print(f"no requests in {path}" + (f" since {args.since}" if args.since else ""),
+              file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from contextd.server.serve import serve
 
-    serve(settings_from(args), sample=args.sample, insecure=args.insecure)
+    serve(settings_from(args), sample=args.sample, insecure=args.insecure,
+          config_file=getattr(args, "config", None))
     return 0
 
 
@@ -387,6 +484,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate this many conversations, spread over the kinds of question "
                    "(a LongMemEval history is one conversation)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
+    p = add_command(kinds, "compare", cmd_eval_compare, "two or more profiles side by side "
+                    "on the same BEIR dataset or conversations file", quiet)
+    p.add_argument("kind", choices=["beir", "conversations"], help="what to evaluate")
+    p.add_argument("path", help="the BEIR dataset folder, or the conversations file")
+    p.add_argument("--profiles", required=True, help="profiles to compare, e.g. default,canary")
+    p.add_argument("--mode", choices=modes, default="hybrid", help=mode_help + " (beir)")
+    p.add_argument("--budgets", default="1000,2000,4000",
+                   help="history budgets, in tokens (conversations)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate this many conversations (conversations)")
+    p.add_argument("--out", default=None, help="write both reports as JSON here")
+    for name in ("beir", "conversations"):
+        kinds.choices[name].add_argument(
+            "--profile", default=None, help="evaluate this profile of the config file "
+            "(default: the base settings)")
+
+    p = add_command(sub, "report", cmd_report, "tokens by section, budget use and tokens "
+                    "saved, from the usage log (rotated files included); or the failure log",
+                    as_json)
+    p.add_argument("--since", default=None, help="only requests since this span back from "
+                   "now (30m, 24h, 7d) or ISO date/time (default: the whole log)")
+    p.add_argument("--by", choices=["query_type", "profile", "namespace"], default=None,
+                   help="one row per value of this field (default: one row for all)")
+    p.add_argument("--failures", action="store_true",
+                   help="list failed requests from the failure log instead, newest first")
 
     p = add_command(sub, "serve", cmd_serve, "run the HTTP service")
     for name in ("host", "port", "log_level", "log_format"):

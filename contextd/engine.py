@@ -48,11 +48,13 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry
 from contextd.native_threads import limit_native_threads
 from contextd.pipeline import AssemblePipeline
+from contextd.profiles import ProfileRouter
 from contextd.protocols import Embedder, Summariser
 from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
 from contextd.sessions import SessionService
 from contextd.settings import Settings
+from contextd.telemetry import Telemetry
 from contextd.timings import timed
 from contextd.validation import parse
 
@@ -124,11 +126,42 @@ class Engine:
         self.batcher = (MicroBatcher(self.embedder.embed, settings.batch_wait_ms,
                                      settings.batch_max)
                         if settings.batch_wait_ms > 0 else None)
+        # Named configurations side by side; 'default' without overrides is self.pipeline.
+        self.profiles = ProfileRouter(settings, self._profile_pipeline,
+                                      default_runner=self.pipeline)
+        # One usage log line per assemble, in process or over HTTP (contextd report).
+        self.telemetry = Telemetry(settings)
         self.refiner = _summary_refiner(settings)
         if self.refiner is not None:
             self.memory.on_evict = self.refiner.submit
         self._closed = False
         self._close_lock = threading.Lock()
+
+    def _profile_pipeline(self, settings: Settings) -> AssemblePipeline:
+        """An assemble pipeline with a profile's settings over the engine's data: its own
+        retriever, ranker and memory shares; the same namespaces, sessions and embedder."""
+        retriever = HybridRetriever(
+            depth=settings.retrieval_depth, fusion=settings.fusion, rrf_k=settings.rrf_k,
+            dense_weight=settings.dense_weight, lexical_weight=settings.lexical_weight,
+            title_weight=settings.title_weight, common_term_share=settings.common_term_share)
+        ranker = MMRRanker(lambda_=settings.mmr_lambda,
+                           duplicate_threshold=settings.duplicate_threshold,
+                           redundancy_floor=settings.redundancy_floor)
+        memory = ConversationMemory(
+            self.memory.summariser, self.memory.recaller,
+            WindowShares(settings.summary_share, settings.recall_share,
+                         settings.window_keep_fraction))
+        return AssemblePipeline(settings, self.registry, retriever, ranker, memory,
+                                self.sessions, self.embed_query_async)
+
+    def reload_profiles(self, settings: Settings) -> None:
+        """Assemble with the profiles (names, weights, values) of `settings` from now on,
+        without a restart; other settings keep their values until one.
+
+            >>> engine.reload_profiles(Settings.from_env(config_file="contextd.toml"))
+            ... # doctest: +SKIP
+        """
+        self.profiles.reload(self.settings.model_copy(update={"profiles": settings.profiles}))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,6 +191,7 @@ class Engine:
         if self.refiner is not None:
             self.refiner.close()
         self.registry.close()
+        self.telemetry.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -194,8 +228,12 @@ class Engine:
             ... # doctest: +SKIP
         """
         req = parse(AssembleRequest, request if request is not None else fields)
+        profile = self.profiles.choose(req)
         with self.registry.lease(req.namespace):
-            return self.pipeline.run(req)
+            response = profile.runner.run(req)
+        response.profile = profile.name
+        self.telemetry.assembled(req, response)
+        return response
 
     # ------------------------------------------------------------------ documents
 

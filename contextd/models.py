@@ -473,8 +473,17 @@ class AssembleRequest(_Model):
         default=None, max_length=64, description="The prefix_digest of this session's "
         "previous response, to learn whether the stable prefix changed (prefix_unchanged).")
     query_type: str | None = Field(
-        default=None, pattern=r"^[a-z0-9_]{1,32}$", description="Label for metrics."
+        default=None, pattern=r"^[a-z0-9_]{1,32}$", description="Kind of query, for "
+        "telemetry: kept as is in the usage log, and a /metrics label when it is one of the "
+        "query_types setting (otherwise counted as 'other')."
     )
+    profile: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Profile (named "
+        "configuration) to assemble with; unset: the weighted split assigns one by "
+        "session_id, else routing_key, else the query.")
+    routing_key: str | None = Field(
+        default=None, max_length=256, description="Key that keeps requests without a "
+        "session on one profile of the split (e.g. a user id).")
     documents_role: Literal["system", "user"] = Field(
         default="system",
         description="Role of the context documents message: 'system' (after the history), or "
@@ -495,7 +504,8 @@ class AssembleRequest(_Model):
 
 
 class Usage(BaseModel):
-    """Prompt tokens by section. The sections plus `overhead` add up to `total`."""
+    """Prompt tokens by section. The sections plus `overhead` add up to `total`; the two
+    `*_available` counts are what the prompt would have cost without selection."""
 
     system: int = Field(0, description="Tokens of the system prompt's content.")
     summary: int = Field(0, description="Tokens of the running summary's content.")
@@ -506,6 +516,15 @@ class Usage(BaseModel):
     overhead: int = Field(0, description="Per-message framing and reply priming tokens.")
     total: int = Field(0, description="Prompt tokens an OpenAI chat model bills for `messages`.")
     budget: int = Field(0, description="The prompt budget the request resolved to.")
+    history_available: int = Field(0, description="Tokens of the content of every turn the "
+                                   "session holds (none summarised, none left out), or of the "
+                                   "request's own messages without a session: what sending "
+                                   "the whole history would cost against summary, history "
+                                   "and recalled. Not part of total.")
+    documents_available: int = Field(0, description="Tokens of the text of every candidate "
+                                     "chunk retrieval handed to ranking: what sending every "
+                                     "retrieved chunk would cost against documents; 0 when "
+                                     "no retrieval ran. Not part of total.")
 
 
 class UsedDocument(BaseModel):
@@ -547,6 +566,8 @@ class Dropped(BaseModel):
 class AssembleResponse(BaseModel):
     namespace: str = Field(description="Namespace the documents came from.")
     session_id: str | None = Field(description="Session the history came from, if any.")
+    profile: str = Field(default="default", description="Profile that assembled the "
+                         "response: the request's, or the one the split assigned.")
     model: str | None = Field(description="Model named in the request, if any.")
     encoding: str = Field(description="Tokenizer encoding that counted the tokens.")
     messages: list[OutputMessage] = Field(

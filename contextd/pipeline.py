@@ -35,7 +35,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry
 from contextd.retrieval.ranker import Ranker
 from contextd.retrieval.retriever import Candidate, Retriever
-from contextd.sessions import SessionService, parse_messages
+from contextd.sessions import SessionService, content_tokens, parse_messages
 from contextd.settings import Settings
 from contextd.store.records import TurnRow
 from contextd.timings import timed
@@ -109,6 +109,8 @@ class AssemblePipeline:
         state = self._history_state(req, new_messages, counter, history_budget)
         if query_from_history and state.turns:
             state.turns = state.turns[:-1]
+        history_available = (state.stored_tokens if state.sessions is not None else
+                             content_tokens(sum(t.tokens for t in state.turns), len(state.turns)))
 
         vector = None
         needs_vector = req.top_k > 0 or (req.recall and state.sessions is not None and (
@@ -133,16 +135,20 @@ class AssemblePipeline:
         documents_budget = room - history.tokens
         candidates: list[Candidate] = []
         duplicates: list[Candidate] = []
+        documents_available = 0
         if req.top_k > 0 and documents_budget > 0:
             with timed(timings, "retrieval"):
                 pool = self.retriever.retrieve(ns, vector, query,
                                                self.ranker.pool_size(req.top_k), req.filters,
                                                lexical=lexical)
+            documents_available = sum(c.chunk.tokens for c in pool)
             with timed(timings, "ranking"):
                 candidates, duplicates = self.ranker.rank(pool, req.top_k)
         with timed(timings, "packing"):
             response = self._pack(req, budget, fixed, query_message, fixed_costs, history,
                                   candidates, duplicates, documents_budget, counter)
+        response.usage.history_available = history_available
+        response.usage.documents_available = documents_available
         response.timings_ms = timings
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return response

@@ -28,7 +28,7 @@ from contextd.namespaces import NamespaceRegistry, check_namespace
 from contextd.protocols import Embedder
 from contextd.settings import Settings
 from contextd.store.records import TurnRow, TurnWrite
-from contextd.tokens import get_counter, message_tokens
+from contextd.tokens import TOKENS_PER_MESSAGE, get_counter, message_tokens
 from contextd.validation import parse
 
 
@@ -59,6 +59,16 @@ def parse_messages(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[Cha
             seen.add(message.id)
         parsed.append(message)
     return parsed
+
+
+def content_tokens(message_tokens_sum: int, messages: int) -> int:
+    """The content part of `messages` chat messages costing `message_tokens_sum` in all: their
+    framing (per-message tokens and the one-token role) taken out, as usage sections count.
+
+        >>> content_tokens(30, 2)
+        22
+    """
+    return max(0, message_tokens_sum - messages * (TOKENS_PER_MESSAGE + 1))
 
 
 def turn_embedding_text(message: ChatMessage) -> str:
@@ -146,7 +156,8 @@ class SessionService:
             turns=ns.sessions.turns(session_id, after_seq=through),
             summary=None if whole else row.summary, summary_through=through,
             namespace=namespace, sessions=ns.sessions, session_id=session_id,
-            generation=row.created_at)
+            generation=row.created_at,
+            stored_tokens=content_tokens(row.tokens, row.turns))
 
     def get(self, namespace: str, session_id: str) -> SessionInfo:
         check_session_id(session_id)

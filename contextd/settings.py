@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -36,6 +46,42 @@ from contextd.errors import InvalidRequest
 ENV_PREFIX = "CONTEXTD_"
 CONFIG_ENV = "CONTEXTD_CONFIG"
 
+
+
+PROFILE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class ProfileSpec(BaseModel):
+    """One named configuration of the assemble pipeline: a traffic weight and the settings it
+    changes (any it leaves out are the base settings'). See `contextd.profiles`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float = Field(0.0, ge=0, description="Relative share of the traffic the split "
+                          "sends here.")
+    retrieval_depth: int | None = None
+    fusion: Literal["convex", "rrf"] | None = None
+    rrf_k: float | None = None
+    dense_weight: float | None = None
+    lexical_weight: float | None = None
+    title_weight: float | None = None
+    common_term_share: float | None = None
+    mmr_lambda: float | None = None
+    redundancy_floor: float | None = None
+    duplicate_threshold: float | None = None
+    history_share: float | None = None
+    summary_share: float | None = None
+    recall_share: float | None = None
+    min_partial_tokens: int | None = None
+    cache_enabled: bool | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings this profile changes.
+
+            >>> ProfileSpec(weight=10, mmr_lambda=0.7).overrides()
+            {'mmr_lambda': 0.7}
+        """
+        return {k: v for k, v in self.model_dump(exclude={"weight"}).items() if v is not None}
 
 
 class Settings(BaseSettings):
@@ -160,6 +206,49 @@ class Settings(BaseSettings):
         "text", description="Log line format of `contextd serve`, for contextd and uvicorn "
         "alike: 'text' (one readable line) or 'json' (one JSON object per line).")
 
+    query_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["chat", "qa", "search", "summarise", "code", "agent"],
+        description="The query_type values metrics and the usage log keep as they are; any "
+        "other (and an unset one) is counted as 'other', so label cardinality stays bounded.")
+    usage_log: Path | None = Field(Path("usage.jsonl"), description="JSONL file with one "
+                                   "line per assemble (tokens by section, budget, timings, "
+                                   "cache outcome; no text unless usage_log_text), read by "
+                                   "`contextd report`; relative to data_dir; empty turns it "
+                                   "off.")
+    usage_log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Size at which "
+                                     "the usage log and the failure log are rotated (file.1, "
+                                     "file.2, ...).")
+    usage_log_backups: int = Field(5, ge=0, le=1000, description="Rotated files kept of the "
+                                   "usage log and of the failure log; the oldest is deleted.")
+    usage_log_text: bool = Field(False, description="Also write the query text to each usage "
+                                 "log line.")
+    failure_log: Path | None = Field(Path("failures.jsonl"), description="JSONL file with one "
+                                     "line per failed HTTP request (request id, status, "
+                                     "problem type, settings in force, the input truncated "
+                                     "with secrets redacted), listed by `contextd report "
+                                     "--failures`; relative to data_dir; empty turns it off.")
+    failure_log_client_errors: bool = Field(False, description="Also write 4xx responses "
+                                            "(bad input, unknown namespace, missing key) to "
+                                            "the failure log; 5xx are always written.")
+    failure_log_text: bool = Field(True, description="Keep the text of the input (queries, "
+                                   "messages, documents, system prompts) in failure records; "
+                                   "false replaces each text with its length.")
+    failure_log_input_bytes: int = Field(16_384, ge=256, le=1_048_576, description="Most "
+                                         "bytes of the request body kept in a failure record "
+                                         "(the rest is cut).")
+
+    profiles: dict[str, ProfileSpec] = Field(
+        default_factory=dict, description="Named configurations of assemble, as [profiles."
+        "NAME] tables of the config file (or a JSON object): weight, and any of "
+        "retrieval_depth, fusion, rrf_k, dense_weight, lexical_weight, title_weight, "
+        "common_term_share, mmr_lambda, redundancy_floor, duplicate_threshold, history_share, "
+        "summary_share, recall_share, min_partial_tokens, cache_enabled. A request names one "
+        "(`profile`) or is split by weight on its session id; 'default' is the base settings, "
+        "with the weight left over to 100 unless listed. Reloaded on SIGHUP or when the "
+        "config file changes.")
+    profiles_poll_s: float = Field(2.0, ge=0, description="How often `contextd serve` checks "
+                                   "the config file for changed profiles; 0 reloads them on "
+                                   "SIGHUP only.")
     cache_enabled: bool = Field(True, description="Serve assemble responses from the "
                                 "semantic cache: the same query, or a near-duplicate that the "
                                 "guard accepts, against the same documents, session state, "
@@ -176,10 +265,77 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0, description="Seconds a cached response (and the "
                                "answer stored with it) may be served after it was assembled.")
 
-    @field_validator("api_key", "summariser_url", "summariser_api_key", mode="before")
+    @field_validator("api_key", "summariser_url", "summariser_api_key", "usage_log",
+                     "failure_log", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("query_types", mode="before")
+    @classmethod
+    def _types_from_text(cls, value: object) -> object:
+        # CONTEXTD_QUERY_TYPES="qa,chat" as well as a JSON or TOML list.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("query_types")
+    @classmethod
+    def _check_types(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.fullmatch(r"[a-z0-9_]{1,32}", v) or v == "other"]
+        if bad:
+            raise ValueError(f"query_types {bad} are invalid: use 1-32 chars of a-z, 0-9 and "
+                             "'_' ('other' is the fold of every value not listed)")
+        if len(value) > 64:
+            raise ValueError(f"{len(value)} query_types: list at most 64, so metrics stay "
+                             "small")
+        return list(dict.fromkeys(value))
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _profiles_from_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"profiles is not valid JSON ({exc}): give an object "
+                                 '{"canary": {"weight": 10, "mmr_lambda": 0.7}}') from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_profiles(self) -> Settings:
+        for name, spec in self.profiles.items():
+            if not re.fullmatch(PROFILE_PATTERN, name):
+                raise ValueError(f"profile name {name!r} is invalid: use 1-32 chars of a-z, "
+                                 "0-9, '_' and '-', starting with a letter or digit")
+            if spec.overrides():
+                try:  # each profile's values must be valid settings on their own
+                    self.with_profile(name)
+                except ValidationError as exc:
+                    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                         for e in exc.errors())
+                    raise ValueError(f"profile {name!r}: {problems}") from None
+        return self
+
+    def with_profile(self, name: str) -> Settings:
+        """These settings with profile `name`'s values over them ('default' without a table
+        of its own: these settings as they are).
+
+            >>> Settings(profiles={"canary": {"mmr_lambda": 0.5}}).with_profile("canary").mmr_lambda
+            0.5
+        """
+        spec = self.profiles.get(name)
+        if spec is None:
+            if name == "default":
+                return self
+            raise InvalidRequest(f"unknown profile {name!r}: use one of "
+                                 f"{', '.join(sorted({'default', *self.profiles}))}")
+        if not spec.overrides():
+            return self
+        values = {k: getattr(self, k) for k in type(self).model_fields if k != "profiles"}
+        return type(self)(**{**values, **spec.overrides()})
 
     @field_validator("api_keys", mode="before")
     @classmethod

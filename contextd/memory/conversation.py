@@ -52,6 +52,8 @@ class HistoryState:
     sessions: SessionStore | None = None  # None: ephemeral history, nothing persisted
     session_id: str | None = None
     generation: float = 0.0  # the session's creation time: a recreated session differs
+    # Content tokens of every turn the session holds, summarised ones included (telemetry).
+    stored_tokens: int = 0
 
 
 @dataclass

@@ -25,6 +25,7 @@ from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
 from contextd.server.access import ApiKeyAccess, engine_namespace_count
 from contextd.server.calls import EngineCalls
+from contextd.server.failures import FailureRecorder
 from contextd.server.metrics import ServiceMetrics
 from contextd.server.middleware import BodyLimit, RequestContext
 from contextd.server.problems import add_problem_handlers, problem_responses
@@ -124,6 +125,8 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
             await anyio.to_thread.run_sync(engine.close)
             if keys.store is not None:
                 keys.store.close()
+            if app.state.failures is not None:
+                app.state.failures.close()
 
     # /docs and /redoc load swagger-ui and redoc from the package's bundled copies, so they
     # render with no network (the stock pages load them from a CDN).
@@ -135,6 +138,7 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     app.state.engine_closed = False
     app.state.keys = keys
     app.state.metrics = ServiceMetrics()
+    app.state.failures = FailureRecorder.from_settings(engine.settings)
     if engine.batcher is not None:
         app.state.metrics.watch_batcher(engine.batcher)
     app.state.limiter = anyio.CapacityLimiter(worker_threads)
@@ -154,7 +158,8 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
                        namespace_count=engine_namespace_count(engine))
     # Added last, so outermost: every response, 401s and 413s included, gets an id and a
     # latency.
-    app.add_middleware(RequestContext, metrics=app.state.metrics)
+    app.add_middleware(RequestContext, metrics=app.state.metrics,
+                       failures=app.state.failures)
     return app
 
 

@@ -3,7 +3,8 @@
 A registry per app (not the process-global default) lets tests build many apps in one
 process and lets two apps in one process report separately. Label values all come from
 bounded sets: route templates (never raw paths), stage names from the code, problem type
-slugs, drop reasons, and `query_type`, whose pattern caps it at 32 characters of a-z0-9_.
+slugs, drop reasons, profile names from the configuration, and `query_type`, folded into
+`other` unless it is one of the `query_types` setting.
 
     >>> metrics = ServiceMetrics()
     >>> metrics.observe_request("POST", "/v1/assemble", 200, 0.012)
@@ -14,6 +15,8 @@ slugs, drop reasons, and `query_type`, whose pattern caps it at 32 characters of
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
@@ -31,6 +34,13 @@ from prometheus_client.registry import Collector
 
 from contextd.batching import MicroBatcher
 from contextd.models import AssembleResponse, SearchResponse
+from contextd.telemetry import (
+    DEFAULT_PROFILE,
+    OTHER,
+    SECTIONS,
+    cache_outcome,
+    response_profile,
+)
 
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
 
@@ -39,7 +49,23 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075
                    0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                  0.5, 1.0, 2.5)
-UNTAGGED = "none"
+# Prompt sizes run from a few tokens to a million-token window.
+TOKEN_BUCKETS = (0, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
+                 131072, 262144, 1048576)
+UTILISATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+@dataclass
+class _AssembleSeries:
+    """The labelled children one (query_type, profile) updates on every assemble."""
+
+    assembles: Any
+    sections: dict[str, tuple[Any, Any]]
+    total: Any
+    budget: Any
+    utilisation: Any
+    saved_history: Any
+    saved_documents: Any
 
 
 class ServiceMetrics:
@@ -66,22 +92,40 @@ class ServiceMetrics:
         self.stage_seconds = Histogram(
             "contextd_stage_duration_seconds",
             "Time spent in each stage of an operation, from the response's timings_ms.",
-            ["operation", "stage", "query_type"], buckets=STAGE_BUCKETS, registry=r)
+            ["operation", "stage", "query_type", "profile"], buckets=STAGE_BUCKETS, registry=r)
         self.assembles = Counter(
-            "contextd_assemble_requests", "Assembled prompts by caller-given query_type.",
-            ["query_type"], registry=r)
+            "contextd_assemble_requests", "Assembled prompts by query_type and profile.",
+            ["query_type", "profile"], registry=r)
         self.prompt_tokens = Counter(
             "contextd_prompt_tokens", "Tokens of assembled prompts by section (from usage).",
-            ["section", "query_type"], registry=r)
+            ["section", "query_type", "profile"], registry=r)
+        self.section_tokens = Histogram(
+            "contextd_assemble_section_tokens",
+            "Tokens of each section of one assembled prompt, and its total.",
+            ["section", "query_type", "profile"], buckets=TOKEN_BUCKETS, registry=r)
         self.budget_tokens = Counter(
             "contextd_budget_tokens", "Token budgets of assembled prompts.",
-            ["query_type"], registry=r)
+            ["query_type", "profile"], registry=r)
+        self.budget_utilisation = Histogram(
+            "contextd_assemble_budget_utilisation",
+            "Share of the budget an assembled prompt uses (usage.total / usage.budget).",
+            ["query_type", "profile"], buckets=UTILISATION_BUCKETS, registry=r)
+        self.tokens_saved = Counter(
+            "contextd_tokens_saved",
+            "Tokens assembled prompts left out against the whole history (versus=history) and "
+            "against every retrieved chunk (versus=documents).",
+            ["versus", "query_type", "profile"], registry=r)
         self.dropped = Counter(
             "contextd_dropped_items", "Items left out of assembled prompts, by kind and reason.",
-            ["kind", "reason", "query_type"], registry=r)
+            ["kind", "reason", "query_type", "profile"], registry=r)
+        self.cache = Counter(
+            "contextd_assemble_cache", "Assembled prompts by cache outcome (hit or miss), "
+            "for responses that carry one.", ["outcome", "query_type", "profile"], registry=r)
         self.errors = Counter(
             "contextd_errors", "Error responses by problem type and status.",
             ["type", "status"], registry=r)
+        self._series: dict[tuple[str, str], _AssembleSeries] = {}
+        self._stages: dict[tuple[str, str, str, str], Any] = {}
         self.ready = Gauge(
             "contextd_ready", "1 once the model, tokenizer and indexes are warm.", registry=r)
 
@@ -93,26 +137,59 @@ class ServiceMetrics:
         """One problem-details response."""
         self.errors.labels(type_slug, str(status)).inc()
 
-    def observe_assemble(self, response: AssembleResponse, query_type: str | None) -> None:
-        """Stage timings, tokens by section and dropped items of one assembled prompt."""
-        tag = query_type or UNTAGGED
-        self.assembles.labels(tag).inc()
-        self._observe_stages("assemble", response.timings_ms, tag)
+    def observe_assemble(self, response: AssembleResponse, query_type: str) -> None:
+        """Stage timings, tokens by section, budget use, savings, drops and the cache outcome
+        of one assembled prompt; `query_type` is already a bounded label
+        (`contextd.telemetry.query_type_label`)."""
+        labels = (query_type, response_profile(response))
+        series = self._series.get(labels) or self._bind(labels)
+        series.assembles.inc()
+        self._observe_stages("assemble", response.timings_ms, *labels)
         usage = response.usage
-        for section in ("system", "summary", "history", "recalled", "documents", "query",
-                        "overhead"):
-            self.prompt_tokens.labels(section, tag).inc(getattr(usage, section))
-        self.budget_tokens.labels(tag).inc(usage.budget)
+        for section, (counter, histogram) in series.sections.items():
+            tokens = getattr(usage, section)
+            counter.inc(tokens)
+            histogram.observe(tokens)
+        series.total.observe(usage.total)
+        series.budget.inc(usage.budget)
+        if usage.budget > 0:
+            series.utilisation.observe(usage.total / usage.budget)
+        sent_history = usage.summary + usage.history + usage.recalled
+        series.saved_history.inc(max(0, usage.history_available - sent_history))
+        series.saved_documents.inc(max(0, usage.documents_available - usage.documents))
         for item in response.dropped:
-            self.dropped.labels(item.kind, item.reason, tag).inc()
+            self.dropped.labels(item.kind, item.reason, *labels).inc()
+        outcome = cache_outcome(response)
+        if outcome is not None:
+            self.cache.labels(outcome, *labels).inc()
+
+    def _bind(self, labels: tuple[str, str]) -> _AssembleSeries:
+        # Looking a labelled child up costs about as much as updating it; the label sets are
+        # bounded, so each is looked up once.
+        series = _AssembleSeries(
+            assembles=self.assembles.labels(*labels),
+            sections={s: (self.prompt_tokens.labels(s, *labels),
+                          self.section_tokens.labels(s, *labels)) for s in SECTIONS},
+            total=self.section_tokens.labels("total", *labels),
+            budget=self.budget_tokens.labels(*labels),
+            utilisation=self.budget_utilisation.labels(*labels),
+            saved_history=self.tokens_saved.labels("history", *labels),
+            saved_documents=self.tokens_saved.labels("documents", *labels))
+        self._series[labels] = series
+        return series
 
     def observe_search(self, response: SearchResponse) -> None:
         """Stage timings of one search."""
-        self._observe_stages("search", response.timings_ms, UNTAGGED)
+        self._observe_stages("search", response.timings_ms, OTHER, DEFAULT_PROFILE)
 
-    def _observe_stages(self, operation: str, timings_ms: dict[str, float], tag: str) -> None:
+    def _observe_stages(self, operation: str, timings_ms: dict[str, float], query_type: str,
+                        profile: str) -> None:
         for stage, ms in timings_ms.items():
-            self.stage_seconds.labels(operation, stage, tag).observe(ms / 1000.0)
+            key = (operation, stage, query_type, profile)
+            child = self._stages.get(key)
+            if child is None:
+                child = self._stages[key] = self.stage_seconds.labels(*key)
+            child.observe(ms / 1000.0)
 
     def watch_batcher(self, batcher: MicroBatcher) -> None:
         """Export the micro-batcher's forward passes and texts (their ratio: mean batch size)."""

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contextd.errors import problem_body
 from contextd.logs import REQUEST_ID
+from contextd.server.failures import FailureRecorder
 from contextd.server.metrics import ServiceMetrics
 
 log = logging.getLogger("contextd.server")
@@ -121,9 +122,11 @@ class RequestContext:
     request by route template, and turns an unexpected exception into a 500 problem whose id
     is in the log line."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics,
+                 failures: FailureRecorder | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,11 +147,28 @@ class RequestContext:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
             await send(message)
 
+        # The first bytes of the body, kept for the failure log should the request fail.
+        body = bytearray()
+        body_bytes = 0
+        keep = self.failures.max_input_bytes if self.failures is not None else 0
+
+        async def keeping_receive() -> Message:
+            nonlocal body_bytes
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                body_bytes += len(chunk)
+                if len(body) < keep:
+                    body.extend(chunk[:keep - len(body)])
+            return message
+
         began = time.perf_counter()
         self.metrics.in_flight.inc()
+        crash: Exception | None = None
         try:
-            await self.app(scope, receive, tagging_send)
-        except Exception:
+            await self.app(scope, keeping_receive if keep else receive, tagging_send)
+        except Exception as exc:
+            crash = exc
             log.exception("unhandled error in %s %s (request_id=%s)", scope["method"],
                           scope["path"], rid)
             if started:
@@ -167,6 +187,10 @@ class RequestContext:
                                          time.perf_counter() - began)
             if status >= 400:
                 self.metrics.observe_error(scope["state"].get("problem_type", "unknown"), status)
+            if self.failures is not None and self.failures.wants(status):
+                self.failures.record(scope, status, bytes(body), body_bytes,
+                                     scope["state"].get("problem_type"),
+                                     crash or scope["state"].get("error"))
             REQUEST_ID.reset(id_token)
 
     @staticmethod

@@ -81,6 +81,7 @@ def _problem_response(request: Request, body: dict[str, Any],
 async def _on_contextd_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ContextdError)
     body = exc.problem()
+    request.scope.setdefault("state", {})["error"] = exc  # its type goes to the failure log
     if exc.status >= 500 and exc.status != 503:
         rid = request_id(request.scope)
         log.error("engine error in %s %s (request_id=%s)", request.method, request.url.path,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import shlex
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
 from contextd.errors import InvalidRequest
 from contextd.loaders import read_documents
-from contextd.settings import Settings
+from contextd.profiles import ConfigWatcher
+from contextd.settings import CONFIG_ENV, Settings
 
 log = logging.getLogger("contextd.serve")
 
@@ -98,13 +100,14 @@ def check_listen_address(host: str, keys: KeyRing, insecure: bool = False) -> No
 
 
 def serve(settings: Settings | None = None, *, sample: bool = False,
-          insecure: bool = False) -> None:
+          insecure: bool = False, config_file: str | Path | None = None) -> None:
     """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
 
     `settings` (default: `Settings.from_env()`, i.e. CONTEXTD_* variables and the config file)
     give the interface, port, data directory, API keys, worker threads and logging; contextd
     and uvicorn log through one handler in `settings.log_format`. Without any API key it
-    listens only on loopback unless `insecure`.
+    listens only on loopback unless `insecure`. Profiles are reloaded from `config_file`
+    (default: CONTEXTD_CONFIG) on SIGHUP and when it changes, without a restart.
 
         >>> serve(Settings.from_env(port=8000), sample=True)  # doctest: +SKIP
     """
@@ -135,11 +138,21 @@ def serve(settings: Settings | None = None, *, sample: bool = False,
                   + f"\n\nor open {shown}/inspect to see where the tokens go, and {shown}/docs "
                   "for the API.\n", flush=True)
 
+    config_file = config_file or os.environ.get(CONFIG_ENV) or None
+    watcher = None
+    if config_file:
+        watcher = ConfigWatcher(Path(config_file), engine.reload_profiles,
+                                interval_s=settings.profiles_poll_s)
+        watcher.start()
     app = create_app(engine, api_key=api_key, keys=keys, on_ready=on_ready,
                      worker_threads=settings.http_threads,
                      max_body_bytes=settings.max_body_bytes)
     # One worker process: the model and indexes live in this process; concurrency comes from
     # the app's thread pool and the query micro-batcher. log_config=None: uvicorn's loggers
     # keep no handlers of their own and propagate to the one configure_logging set up.
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, log_config=None,
-                timeout_graceful_shutdown=30)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level, log_config=None,
+                    timeout_graceful_shutdown=30)
+    finally:
+        if watcher is not None:
+            watcher.stop()

@@ -109,7 +109,7 @@ async def test_metrics_after_requests(client: AsyncClient) -> None:
                                    {"id": "d2", "text": "Wind turbines convert wind."}])
     await client.append_messages("s-9", [{"role": "user", "content": "hello"}])
     await client.assemble(query="how do solar panels work?", max_tokens=60, top_k=2,
-                          session_id="s-9", query_type="faq_lookup")
+                          session_id="s-9", query_type="qa")
     await client.http.get("/v1/sessions/missing-one")
 
     response = await client.http.get("/metrics")
@@ -121,7 +121,7 @@ async def test_metrics_after_requests(client: AsyncClient) -> None:
                  "contextd_assemble_requests_total", "contextd_ready",
                  "contextd_query_embedding_batches_total", "contextd_query_embeddings_total"):
         assert name in text, name
-    assert 'contextd_assemble_requests_total{query_type="faq_lookup"} 1.0' in text
+    assert 'contextd_assemble_requests_total{profile="default",query_type="qa"} 1.0' in text
     assert 'stage="retrieval"' in text and 'section="documents"' in text
     assert 'reason="over_budget"' in text  # 60 tokens cannot hold both documents
     # Routes are labelled by template, never by the raw path.

@@ -18,8 +18,12 @@ async def _assemble(body: AssembleRequest, request: Request, engine: EngineDep) 
     # Messages sent with a session id are stored in it: that is a write.
     stores = body.session_id is not None and bool(body.messages)
     check_namespace(request, body.namespace, "write" if stores else "read")
+    # Chosen here too (the same stable choice the engine makes), so a failure is logged with
+    # the profile in force; an unknown profile is a 422 before any work.
+    request.scope.setdefault("state", {})["profile"] = engine.profiles.choose(body)
     response = await run_engine(request, engine.assemble, body)
-    request.app.state.metrics.observe_assemble(response, body.query_type)
+    label = engine.telemetry.label(body.query_type)  # bounded: unknown types count as 'other'
+    request.app.state.metrics.observe_assemble(response, label)
     return json_response(response)
 
 
