@@ -27,6 +27,7 @@ from contextd.models import NAMESPACE_PATTERN
 from contextd.protocols import Embedder
 from contextd.settings import Settings
 from contextd.store.embedding_cache import EmbeddingCache
+from contextd.store.files import private_dir
 from contextd.store.namespace import DB_FILE, IndexSettings, NamespaceData
 from contextd.store.rwlock import ReadWriteLock
 
@@ -81,7 +82,7 @@ class NamespaceRegistry:
         self.settings = settings
         self.embedder = embedder
         self.root = Path(settings.data_dir) / NAMESPACES_DIR
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         self._open: OrderedDict[str, NamespaceData] = OrderedDict()
         self._lifetimes: dict[str, ReadWriteLock] = {}
         self._lock = threading.RLock()

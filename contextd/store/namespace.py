@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from contextd.errors import InvalidRequest
+from contextd.store.files import private_dir, private_open
 from contextd.store.sessions import SqliteSessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
 from contextd.store.vector_index import FaissVectorIndex, SnapshotError, snapshot_seq
@@ -61,7 +63,7 @@ class NamespaceData:
     def open(cls, name: str, path: Path, dim: int, model_id: str,
              settings: IndexSettings | None = None) -> NamespaceData:
         settings = settings or IndexSettings()
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         store = SqliteStore(str(path / DB_FILE))
         stored_model = store.get_meta("embedding_model")
         if stored_model is None:
@@ -142,7 +144,7 @@ class NamespaceData:
 
     @contextmanager
     def _snapshot_lock(self) -> Iterator[None]:
-        with open(self.path / SNAPSHOT_LOCK, "a+b") as handle:
+        with os.fdopen(private_open(self.path / SNAPSHOT_LOCK, os.O_RDWR), "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
