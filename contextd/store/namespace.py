@@ -39,6 +39,8 @@ log = logging.getLogger("contextd.store")
 DB_FILE = "store.sqlite3"
 SNAPSHOT_FILE = "vectors.faiss"
 SNAPSHOT_LOCK = "vectors.lock"
+# What FaissVectorIndex.save names its temp files: .vectors.faiss.<pid>.<thread>.tmp
+SNAPSHOT_TEMP_GLOB = f".{SNAPSHOT_FILE}.*.tmp"
 
 
 @dataclass
@@ -64,6 +66,7 @@ class NamespaceData:
              settings: IndexSettings | None = None) -> NamespaceData:
         settings = settings or IndexSettings()
         private_dir(path)
+        _remove_stale_snapshot_temps(path)
         store = SqliteStore(str(path / DB_FILE))
         stored_model = store.get_meta("embedding_model")
         if stored_model is None:
@@ -134,22 +137,13 @@ class NamespaceData:
         """Write the index as the namespace's snapshot unless the one on disk is as new.
 
         A file lock serialises snapshot writes of all processes on this directory."""
-        with self.write_lock, self._snapshot_lock():
+        with self.write_lock, snapshot_lock(self.path):
             path = self.path / SNAPSHOT_FILE
             on_disk = snapshot_seq(path)
             if on_disk is None or on_disk < self.index.seq:
                 self.index.save(path)
                 self.store.compact_changes(self.index.seq)
             self.unsaved = 0
-
-    @contextmanager
-    def _snapshot_lock(self) -> Iterator[None]:
-        with os.fdopen(private_open(self.path / SNAPSHOT_LOCK, os.O_RDWR), "r+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self.write_lock:
@@ -167,6 +161,30 @@ class NamespaceData:
         counts = self.store.counts()
         return {"name": self.name, **counts, "vector_index": self.index.kind,
                 "index_recall": self.index.measured_recall}
+
+
+@contextmanager
+def snapshot_lock(path: Path) -> Iterator[None]:
+    """The file lock every process holds while it writes `path`'s snapshot."""
+    with os.fdopen(private_open(path / SNAPSHOT_LOCK, os.O_RDWR), "r+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_snapshot_temps(path: Path) -> None:
+    """Delete temp files left by a snapshot save that was killed before its rename.
+
+    Saves write their temp file only while holding the snapshot lock and remove it before
+    letting go, so under the lock every temp file present is one no process is writing."""
+    if not any(path.glob(SNAPSHOT_TEMP_GLOB)):
+        return
+    with snapshot_lock(path):
+        for stale in path.glob(SNAPSHOT_TEMP_GLOB):
+            log.warning("removing %s, left by an interrupted snapshot save", stale)
+            stale.unlink(missing_ok=True)
 
 
 def _load_or_rebuild(
