@@ -48,9 +48,17 @@ def private_open(path: Path, flags: int) -> int:
 
 
 def private_file(path: Path) -> None:
-    """Make sure `path` exists as a 0600 file before another library (SQLite) opens it; a
-    file that exists already keeps its mode.
+    """Create `path` as an empty 0600 file unless it exists, before another library (SQLite)
+    opens it; a file that exists is left alone.
+
+    Never opens an existing file: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, SQLite's included, so touching a database another connection of
+    this process has open would break that connection's locking.
 
         >>> private_file(Path("/tmp/contextd-doc/store.sqlite3"))
     """
-    os.close(private_open(Path(path), os.O_RDWR))
+    try:
+        fd = os.open(Path(path), os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)

@@ -56,3 +56,34 @@ def test_an_existing_parent_folder_keeps_its_mode(open_umask: None,
     make_engine(tmp_path / "data").upsert_documents([{"id": "a", "text": "Alpha."}])
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+
+
+
+# Another process opening and closing the database: if it finds no other connection's lock,
+# it takes itself for the last one and removes the -wal and -shm files.
+PROBE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("SELECT count(*) FROM t").fetchone()
+conn.close()
+"""
+
+
+def test_opening_another_connection_keeps_sqlite_locks(tmp_path: Path) -> None:
+    # Making the file private must not open an existing database: closing that descriptor
+    # drops the POSIX locks all of this process's connections hold on it, and another
+    # process then deletes the WAL under them ("disk I/O error" on every later query).
+    import subprocess
+    import sys
+
+    from contextd.store.schema import connect
+
+    path = tmp_path / "store.sqlite3"
+    holder = connect(str(path))
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("INSERT INTO t VALUES (1)")
+    connect(str(path))  # a reader of another thread opening meanwhile
+    subprocess.run([sys.executable, "-c", PROBE, str(path)], check=True, timeout=60)
+    assert (tmp_path / "store.sqlite3-wal").exists()
+    holder.execute("INSERT INTO t VALUES (2)")
+    assert holder.execute("SELECT count(*) FROM t").fetchone()[0] == 2
