@@ -375,6 +375,7 @@ def run(kills: int, seed: int = 0, data_dir: Path | None = None, min_load_s: flo
     ledger, failures = Ledger(), Failures()
     ready_times: list[float] = []
     checked = startup_kills = 0
+    reported: dict[str, int] = {}
     started = time.monotonic()
     ready_times.append(server.start())
     try:
@@ -404,6 +405,10 @@ def run(kills: int, seed: int = 0, data_dir: Path | None = None, min_load_s: flo
                 print(f"kill {cycle + 1}/{kills}: ready in {ready_times[-1]:.2f} s, "
                       f"{ledger.acked_writes} acknowledged writes, "
                       f"{failures.total()} failures", flush=True)
+                for name, values in vars(failures).items():
+                    if isinstance(values, list) and len(values) > reported.get(name, 0):
+                        print(f"  {name}: {values[reported.get(name, 0):]}", flush=True)
+                        reported[name] = len(values)
     finally:
         server.kill()
         if temp is not None:

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ SNAPSHOT_FILE = "vectors.faiss"
 SNAPSHOT_LOCK = "vectors.lock"
 # What FaissVectorIndex.save names its temp files: .vectors.faiss.<pid>.<thread>.tmp
 SNAPSHOT_TEMP_GLOB = f".{SNAPSHOT_FILE}.*.tmp"
+# A namespace folder being removed; never a namespace name (those start with a letter or digit).
+TRASH_PREFIX = ".deleted-"
 
 
 @dataclass
@@ -152,15 +155,38 @@ class NamespaceData:
             self.store.close()
 
     def destroy(self) -> None:
-        """Close and delete the namespace's files."""
+        """Close and delete the namespace's files (all of them, even across a crash)."""
         with self.write_lock:
             self.store.close()
-            shutil.rmtree(self.path, ignore_errors=True)
+            remove_folder(self.path)
 
     def info(self) -> dict[str, Any]:
         counts = self.store.counts()
         return {"name": self.name, **counts, "vector_index": self.index.kind,
                 "index_recall": self.index.measured_recall}
+
+
+def remove_folder(path: Path) -> None:
+    """Delete a namespace folder so that a crash leaves it whole or gone, never half there:
+    it is first renamed out of the namespace names (atomic, made durable), then removed.
+    What a crash leaves of a renamed folder goes with `remove_leftovers`."""
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_leftovers(root: Path) -> None:
+    """Finish the removals a crash interrupted (folders renamed by `remove_folder`)."""
+    for trash in root.glob(f"{TRASH_PREFIX}*"):
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 @contextmanager
