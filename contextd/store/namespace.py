@@ -73,8 +73,10 @@ class NamespaceData:
         store = SqliteStore(str(path / DB_FILE))
         stored_model = store.get_meta("embedding_model")
         if stored_model is None:
-            store.set_meta("embedding_model", model_id)
-            store.set_meta("embedding_dim", str(dim))
+            # One transaction: a kill between two would leave a model without its dimension.
+            with store.transaction() as tx:
+                tx.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                               [("embedding_model", model_id), ("embedding_dim", str(dim))])
         elif stored_model != model_id:
             store.close()
             raise InvalidRequest(

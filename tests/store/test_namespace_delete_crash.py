@@ -42,3 +42,25 @@ def test_kill_during_namespace_delete_leaves_it_gone(make_engine: Callable[..., 
     assert [n.name for n in engine.namespaces()] == ["keep"]
     assert sorted(p.name for p in (data / "namespaces").iterdir()) == ["keep"]
     assert engine.get_document("k", namespace="keep").text == "Kept."
+
+
+def test_a_new_namespace_records_its_model_and_dimension_together(
+        make_engine: Callable[..., Engine], tmp_path: Path) -> None:
+    # A kill between two separate writes left a namespace with a model but no dimension.
+    import sqlite3
+
+    from contextd.store.sqlite_store import SqliteStore
+
+    engine = make_engine(tmp_path / "data")
+    statements: list[str] = []
+    original = SqliteStore.set_meta
+    SqliteStore.set_meta = lambda self, k, v: statements.append(k) or original(self, k, v)
+    try:
+        engine.upsert_documents([{"id": "a", "text": "Alpha."}], namespace="fresh")
+    finally:
+        SqliteStore.set_meta = original  # type: ignore[method-assign]
+    assert statements == []  # not meta by meta: both in the namespace's first transaction
+    db = tmp_path / "data" / "namespaces" / "fresh" / "store.sqlite3"
+    meta = dict(sqlite3.connect(db).execute("SELECT key, value FROM meta"))
+    assert int(meta["embedding_dim"]) > 0
+    assert meta["embedding_model"]
