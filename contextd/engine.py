@@ -54,6 +54,7 @@ from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
 from contextd.sessions import SessionService
 from contextd.settings import Settings
+from contextd.store.idempotency import IdempotencyKey, as_key
 from contextd.telemetry import Telemetry
 from contextd.timings import timed
 from contextd.validation import parse
@@ -220,9 +221,12 @@ class Engine:
 
     # ------------------------------------------------------------------ assemble
 
-    def assemble(self, request: AssembleRequest | dict[str, Any] | None = None,
+    def assemble(self, request: AssembleRequest | dict[str, Any] | None = None, *,
+                 idempotency_key: str | IdempotencyKey | None = None,
                  **fields: Any) -> AssembleResponse:
-        """Assemble chat messages for a query within a token budget.
+        """Assemble chat messages for a query within a token budget. With `session_id` and
+        `messages` the messages are appended to the session; under an `idempotency_key` a
+        repeat of the same request appends nothing (see `append_messages`).
 
             >>> engine.assemble(query="What is RRF?", max_tokens=1500, session_id="s1")
             ... # doctest: +SKIP
@@ -230,7 +234,7 @@ class Engine:
         req = parse(AssembleRequest, request if request is not None else fields)
         profile = self.profiles.choose(req)
         with self.registry.lease(req.namespace):
-            response = profile.runner.run(req)
+            response = profile.runner.run(req, as_key(idempotency_key))
         response.profile = profile.name
         self.telemetry.assembled(req, response)
         return response
@@ -238,13 +242,16 @@ class Engine:
     # ------------------------------------------------------------------ documents
 
     def upsert_documents(self, documents: Sequence[Document | dict[str, Any]], *,
-                         namespace: str = "default") -> UpsertResult:
-        """Add or replace documents; all of the batch is written or none of it.
+                         namespace: str = "default",
+                         idempotency_key: str | IdempotencyKey | None = None) -> UpsertResult:
+        """Add or replace documents; all of the batch is written or none of it. Under an
+        `idempotency_key` (new for each logical request, the same for its retries) a repeat
+        of the same batch writes nothing and returns the first result (24 h).
 
             >>> engine.upsert_documents([{"id": "a", "text": "Alpha."}])  # doctest: +SKIP
         """
         with self.registry.lease(namespace):
-            return self.ingestor.upsert(namespace, documents)
+            return self.ingestor.upsert(namespace, documents, as_key(idempotency_key))
 
     def get_document(self, doc_id: str, *, namespace: str = "default") -> StoredDocument:
         """A stored document with its metadata and chunk count."""
@@ -304,13 +311,19 @@ class Engine:
     # ------------------------------------------------------------------ sessions
 
     def append_messages(self, session_id: str, messages: Sequence[ChatMessage | dict[str, Any]],
-                        *, namespace: str = "default") -> AppendResult:
-        """Append turns to a session (created on first use); embeddings computed now.
+                        *, namespace: str = "default",
+                        idempotency_key: str | IdempotencyKey | None = None) -> AppendResult:
+        """Append turns to a session (created on first use); embeddings computed now. Under
+        an `idempotency_key` (new for each logical request, the same for its retries) a
+        repeat of the same messages stores nothing and returns the first result; the same
+        key with other messages is a 422 (keys live 24 h).
 
-            >>> engine.append_messages("s1", [{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+            >>> engine.append_messages("s1", [{"role": "user", "content": "Hi"}],
+            ...                        idempotency_key="b7e1c0de")  # doctest: +SKIP
         """
         with self.registry.lease(namespace):
-            return self.sessions.append(namespace, session_id, messages)
+            return self.sessions.append(namespace, session_id, messages,
+                                        as_key(idempotency_key))
 
     def get_session(self, session_id: str, *, namespace: str = "default") -> SessionInfo:
         """A session's turns, running summary and token counts."""

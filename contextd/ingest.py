@@ -28,6 +28,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry, check_namespace
 from contextd.protocols import Embedder
 from contextd.settings import Settings
+from contextd.store.idempotency import IdempotencyKey, Replayed, stored_response
 from contextd.store.records import DocumentWrite, NewChunk
 from contextd.tokens import get_counter
 from contextd.validation import parse
@@ -80,12 +81,20 @@ class DocumentIngestor:
             docs.append(doc)
         return docs
 
-    def upsert(self, namespace: str, documents: Sequence[Document | dict[str, Any]]
-               ) -> UpsertResult:
+    def upsert(self, namespace: str, documents: Sequence[Document | dict[str, Any]],
+               idempotency: IdempotencyKey | None = None) -> UpsertResult:
         check_namespace(namespace)
         docs = self.validate(documents)
+        exists = self.registry.exists(namespace)
+        if idempotency is not None:
+            idempotency.bind("upsert", [d.model_dump(mode="json") for d in docs])
+            # A repeat answers before any chunking or embedding; the write transaction
+            # checks again, for a repeat that races the first attempt.
+            if exists and (stored := stored_response(
+                    self.registry.get(namespace).store.reader(), idempotency)) is not None:
+                return UpsertResult.model_validate(stored)
         existing = (self.registry.get(namespace).store.content_hashes([d.id for d in docs])
-                    if self.registry.exists(namespace) else {})
+                    if exists else {})
         changed = [(d, document_hash(d)) for d in docs]
         changed = [(d, h) for d, h in changed if existing.get(d.id) != h]
 
@@ -105,13 +114,20 @@ class DocumentIngestor:
                 row += 1
             writes.append(DocumentWrite(doc.id, doc.title, doc.text, dict(doc.metadata), digest,
                                         self.counter.count(doc.text), new_chunks))
-        if writes:
-            ns = self.registry.get_or_create(namespace)
-            with ns.write_lock:
-                ns.apply(ns.store.write_documents(writes))
-        return UpsertResult(namespace=namespace, upserted=len(writes),
-                            unchanged=len(docs) - len(writes), chunks=len(texts),
-                            embedded=embedded, cached=cached)
+        result = UpsertResult(namespace=namespace, upserted=len(writes),
+                              unchanged=len(docs) - len(writes), chunks=len(texts),
+                              embedded=embedded, cached=cached)
+        response = result.model_dump(mode="json")
+        try:
+            if writes:
+                ns = self.registry.get_or_create(namespace)
+                with ns.write_lock:
+                    ns.apply(ns.store.write_documents(writes, idempotency, response))
+            elif idempotency is not None:
+                self.registry.get_or_create(namespace).store.remember(idempotency, response)
+        except Replayed as replay:
+            return UpsertResult.model_validate(replay.response)
+        return result
 
     def get(self, namespace: str, doc_id: str) -> StoredDocument:
         row = self.registry.get(namespace).store.get_document(doc_id)

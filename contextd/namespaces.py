@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -27,7 +26,14 @@ from contextd.models import NAMESPACE_PATTERN
 from contextd.protocols import Embedder
 from contextd.settings import Settings
 from contextd.store.embedding_cache import EmbeddingCache
-from contextd.store.namespace import DB_FILE, IndexSettings, NamespaceData
+from contextd.store.files import private_dir
+from contextd.store.namespace import (
+    DB_FILE,
+    IndexSettings,
+    NamespaceData,
+    remove_folder,
+    remove_leftovers,
+)
 from contextd.store.rwlock import ReadWriteLock
 
 log = logging.getLogger("contextd.store")
@@ -81,7 +87,8 @@ class NamespaceRegistry:
         self.settings = settings
         self.embedder = embedder
         self.root = Path(settings.data_dir) / NAMESPACES_DIR
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        remove_leftovers(self.root)
         self._open: OrderedDict[str, NamespaceData] = OrderedDict()
         self._lifetimes: dict[str, ReadWriteLock] = {}
         self._lock = threading.RLock()
@@ -173,7 +180,7 @@ class NamespaceRegistry:
             if ns is not None:
                 ns.destroy()
             else:
-                shutil.rmtree(self.root / name, ignore_errors=True)
+                remove_folder(self.root / name)
             return True
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from contextd.retrieval.ranker import Ranker
 from contextd.retrieval.retriever import Candidate, Retriever
 from contextd.sessions import SessionService, content_tokens, parse_messages
 from contextd.settings import Settings
+from contextd.store.idempotency import IdempotencyKey
 from contextd.store.records import TurnRow
 from contextd.timings import timed
 from contextd.tokens import (
@@ -71,7 +72,8 @@ class AssemblePipeline:
         self.sessions = sessions
         self.embed_query_async = embed_query_async
 
-    def run(self, req: AssembleRequest) -> AssembleResponse:
+    def run(self, req: AssembleRequest,
+            idempotency: IdempotencyKey | None = None) -> AssembleResponse:
         """Assemble `req`. A pure read of the stored state, except for appending the request's
         own `messages` to its session, which happens only once the request is known to be
         answerable (valid, within budget), so a rejected request stores nothing."""
@@ -105,7 +107,10 @@ class AssemblePipeline:
 
         if req.session_id is not None and new_messages:
             # The one write an assemble makes, and only on request: the caller's new turns.
-            self.sessions.append(req.namespace, req.session_id, new_messages)
+            # A repeat under the same idempotency key stores nothing and assembles afresh.
+            if idempotency is not None:
+                idempotency.bind("assemble", req.model_dump(mode="json"))
+            self.sessions.append(req.namespace, req.session_id, new_messages, idempotency)
         state = self._history_state(req, new_messages, counter, history_budget)
         if query_from_history and state.turns:
             state.turns = state.turns[:-1]

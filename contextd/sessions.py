@@ -27,6 +27,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry, check_namespace
 from contextd.protocols import Embedder
 from contextd.settings import Settings
+from contextd.store.idempotency import IdempotencyKey, Replayed, stored_response
 from contextd.store.records import TurnRow, TurnWrite
 from contextd.tokens import TOKENS_PER_MESSAGE, get_counter, message_tokens
 from contextd.validation import parse
@@ -97,19 +98,38 @@ class SessionService:
         self.counter = get_counter(settings.encoding)
 
     def append(self, namespace: str, session_id: str,
-               messages: Sequence[ChatMessage | dict[str, Any]]) -> AppendResult:
+               messages: Sequence[ChatMessage | dict[str, Any]],
+               idempotency: IdempotencyKey | None = None) -> AppendResult:
+        """Append turns; with an idempotency key (bound here unless the caller, such as an
+        assemble, bound it to its whole request), a repeat stores nothing and answers as the
+        first attempt did."""
         check_namespace(namespace)
         check_session_id(session_id)
         parsed = parse_messages(messages)
         if not parsed:
             raise InvalidRequest("messages is empty: send at least one message")
+        if idempotency is not None:
+            if not idempotency.fingerprint:
+                idempotency.bind("append", {"session_id": session_id, "messages": [
+                    m.model_dump(mode="json") for m in parsed]})
+            if self.registry.exists(namespace) and (stored := stored_response(
+                    self.registry.get(namespace).store.reader(), idempotency)) is not None:
+                return self._appended(namespace, session_id, stored)
         writes = self.turn_writes(parsed, namespace)
         ns = self.registry.get_or_create(namespace)
-        rows = ns.sessions.append(session_id, writes)
+        try:
+            rows = ns.sessions.append(session_id, writes, idempotency)
+        except Replayed as replay:
+            return self._appended(namespace, session_id, replay.response)
         self.compact(namespace, session_id)
-        total = ns.sessions.session(session_id)
-        return AppendResult(namespace=namespace, session_id=session_id, appended=len(rows),
-                            turn_ids=[r.id for r in rows], turns=total.turns if total else 0)
+        return self._appended(namespace, session_id, {"turn_ids": [r.id for r in rows],
+                                                      "turns": rows[-1].seq})
+
+    @staticmethod
+    def _appended(namespace: str, session_id: str, stored: dict[str, Any]) -> AppendResult:
+        return AppendResult(namespace=namespace, session_id=session_id,
+                            appended=len(stored["turn_ids"]), turn_ids=stored["turn_ids"],
+                            turns=stored["turns"])
 
     def compact(self, namespace: str, session_id: str) -> int:
         """Fold the session's oldest turns into its summary once they outgrow the session's

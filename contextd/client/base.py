@@ -13,15 +13,18 @@ With no URL the client uses `CONTEXTD_URL` (default http://127.0.0.1:8000), with
 `CONTEXTD_API_KEY`. Problem-details answers raise the matching `contextd.errors` exception
 (read back by `contextd.client.errors`): `Unauthorized` for a missing or wrong key,
 `ServiceUnavailable` for a server that refuses connections or still answers 503 after the
-retries. Connection failures and 503s are retried with capped, jittered
-exponential backoff; other failures after the request may have reached the server are retried
-only for idempotent calls.
+retries. Connection failures, 503s, gateway errors and lost answers are retried with capped,
+jittered exponential backoff. Every call is safe to repeat: reads and deletes by nature, and
+the calls that write (upsert, append, assemble with messages) send an `Idempotency-Key` (a new
+UUID per call, the same on its retries, or the caller's `idempotency_key=`), so the server
+stores a retried write once.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,14 +60,20 @@ _SESSIONS = TypeAdapter(list[SessionSummary])
 
 @dataclass(frozen=True)
 class Call:
-    """One API call: what to send, whether it may be repeated, and how to read the answer."""
+    """One API call: what to send and how to read the answer."""
 
     method: str
     path: str
     json: Any = None
     params: dict[str, str] = field(default_factory=dict)
-    idempotent: bool = True
     returns: Any = None  # a model class, a TypeAdapter, or None for "no body: True"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def idempotency_headers(key: str | None) -> dict[str, str]:
+    """The header that makes a write safe to repeat: one key per logical call (made here
+    unless the caller gives one), sent again with each of its retries."""
+    return {"Idempotency-Key": key or str(uuid.uuid4())}
 
 
 def _dump(item: BaseModel | dict[str, Any]) -> Any:
@@ -103,21 +112,24 @@ class BaseClient:
 
     # ------------------------------------------------------------------ calls
 
-    def _assemble(self, request: Any, fields: dict[str, Any]) -> Call:
+    def _assemble(self, request: Any, fields: dict[str, Any],
+                  idempotency_key: str | None = None) -> Call:
         body = _dump(request) if request is not None else dict(fields)
-        # With new messages the server appends turns, so a repeat would append them twice.
-        repeatable = not (isinstance(body, dict) and body.get("messages"))
+        # With new messages the server appends turns: the key makes a repeat append nothing.
+        writes = isinstance(body, dict) and bool(body.get("messages"))
         namespace = "default"
         if isinstance(body, dict):
             body = dict(body)
             namespace = str(body.pop("namespace", None) or "default")
         return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/assemble", json=body,
-                    idempotent=repeatable, returns=AssembleResponse)
+                    returns=AssembleResponse,
+                    headers=idempotency_headers(idempotency_key) if writes else {})
 
-    def _upsert(self, documents: Sequence[Document | dict[str, Any]], namespace: str) -> Call:
-        # An upsert of the same batch again leaves the same state: safe to repeat.
+    def _upsert(self, documents: Sequence[Document | dict[str, Any]], namespace: str,
+                idempotency_key: str | None = None) -> Call:
         return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/documents",
-                    json={"documents": [_dump(d) for d in documents]}, returns=UpsertResult)
+                    json={"documents": [_dump(d) for d in documents]}, returns=UpsertResult,
+                    headers=idempotency_headers(idempotency_key))
 
     def _document(self, method: str, doc_id: str, namespace: str, returns: Any) -> Call:
         documents = f"/v1/namespaces/{path_segment(namespace)}/documents"
@@ -131,10 +143,10 @@ class BaseClient:
                     returns=SearchResponse)
 
     def _append(self, session_id: str, messages: Sequence[ChatMessage | dict[str, Any]],
-                namespace: str) -> Call:
+                namespace: str, idempotency_key: str | None = None) -> Call:
         return Call("POST", f"{_session_path(namespace, session_id)}/messages",
-                    json={"messages": [_dump(m) for m in messages]},
-                    idempotent=False, returns=AppendResult)
+                    json={"messages": [_dump(m) for m in messages]}, returns=AppendResult,
+                    headers=idempotency_headers(idempotency_key))
 
     def _sessions(self, namespace: str) -> Call:
         return Call("GET", f"/v1/namespaces/{path_segment(namespace)}/sessions",
@@ -150,7 +162,7 @@ class BaseClient:
         # httpx.Client with its own request class.
         return http.build_request(
             call.method, self.base_url + call.path, params=call.params or None,
-            json=call.json, headers=self.headers, timeout=self.timeout)
+            json=call.json, headers={**self.headers, **call.headers}, timeout=self.timeout)
 
     def _retry_delay(self, call: Call, attempt: int, response: httpx.Response | None,
                      error: Exception | None) -> float | None:
@@ -169,10 +181,6 @@ class BaseClient:
                    exc: Exception | None) -> bool:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
             return True  # nothing reached the server
-        if not call.idempotent:
-            # A 503 can come after part of the work (an assemble that stored its turns, then
-            # met a shutdown): repeating a call that writes could store its turns twice.
-            return False
         if response is not None and response.status_code == 503:
             return True
         if isinstance(exc, httpx.TransportError):

@@ -92,15 +92,16 @@ class Client(BaseClient):
 
     # ------------------------------------------------------------------ the Engine's methods
 
-    def assemble(self, request: AssembleRequest | dict[str, Any] | None = None,
-                 **fields: Any) -> AssembleResponse:
+    def assemble(self, request: AssembleRequest | dict[str, Any] | None = None, *,
+                 idempotency_key: str | None = None, **fields: Any) -> AssembleResponse:
         """Assemble chat messages for a query within a token budget (see `Engine.assemble`)."""
-        return self._send(self._assemble(request, fields))
+        return self._send(self._assemble(request, fields, idempotency_key))
 
     def upsert_documents(self, documents: Sequence[Document | dict[str, Any]], *,
-                         namespace: str = "default") -> UpsertResult:
+                         namespace: str = "default",
+                         idempotency_key: str | None = None) -> UpsertResult:
         """Add or replace documents; all of the batch is written or none of it."""
-        return self._send(self._upsert(documents, namespace))
+        return self._send(self._upsert(documents, namespace, idempotency_key))
 
     def get_document(self, doc_id: str, *, namespace: str = "default") -> StoredDocument:
         """A stored document with its metadata and chunk count."""
@@ -117,9 +118,11 @@ class Client(BaseClient):
         return self._send(self._search(query, namespace, top_k, filters, mode))
 
     def append_messages(self, session_id: str, messages: Sequence[ChatMessage | dict[str, Any]],
-                        *, namespace: str = "default") -> AppendResult:
-        """Append turns to a session (created on first use)."""
-        return self._send(self._append(session_id, messages, namespace))
+                        *, namespace: str = "default",
+                        idempotency_key: str | None = None) -> AppendResult:
+        """Append turns to a session (created on first use); retried safely under one
+        Idempotency-Key."""
+        return self._send(self._append(session_id, messages, namespace, idempotency_key))
 
     def get_session(self, session_id: str, *, namespace: str = "default") -> SessionInfo:
         """A session's turns, running summary and token counts."""

@@ -107,6 +107,12 @@ _HTTP_PROBLEMS = {401: ("unauthorized", "Unauthorized"), 404: ("not-found", "Not
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8, say): invalid input like
+        # any other, so the documented 422 with what to change.
+        return _problem_response(request, problem_body(
+            422, "invalid-request", "Invalid request",
+            f"the request body could not be read ({exc.detail}): send UTF-8 encoded JSON"))
     slug, title = _HTTP_PROBLEMS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if exc.status_code != 404 else (
         f"no route for {request.method} {request.url.path}; see /docs")

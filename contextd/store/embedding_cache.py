@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from contextd.protocols import Embedder
+from contextd.store.files import private_dir
 from contextd.store.schema import connect
 from contextd.store.sqlite_store import blob_vector, vector_blob
 
@@ -33,7 +34,7 @@ def content_hash(text: str) -> bytes:
 
 class EmbeddingCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self._conn = connect(str(path))
         # A lost cache entry only costs a recomputation, so the cache need not fsync.
         self._conn.execute("PRAGMA synchronous=NORMAL")

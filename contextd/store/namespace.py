@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from contextd.errors import InvalidRequest
+from contextd.store.files import private_dir, private_open
 from contextd.store.sessions import SqliteSessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
 from contextd.store.vector_index import FaissVectorIndex, SnapshotError, snapshot_seq
@@ -37,6 +40,10 @@ log = logging.getLogger("contextd.store")
 DB_FILE = "store.sqlite3"
 SNAPSHOT_FILE = "vectors.faiss"
 SNAPSHOT_LOCK = "vectors.lock"
+# What FaissVectorIndex.save names its temp files: .vectors.faiss.<pid>.<thread>.tmp
+SNAPSHOT_TEMP_GLOB = f".{SNAPSHOT_FILE}.*.tmp"
+# A namespace folder being removed; never a namespace name (those start with a letter or digit).
+TRASH_PREFIX = ".deleted-"
 
 
 @dataclass
@@ -61,12 +68,15 @@ class NamespaceData:
     def open(cls, name: str, path: Path, dim: int, model_id: str,
              settings: IndexSettings | None = None) -> NamespaceData:
         settings = settings or IndexSettings()
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
+        _remove_stale_snapshot_temps(path)
         store = SqliteStore(str(path / DB_FILE))
         stored_model = store.get_meta("embedding_model")
         if stored_model is None:
-            store.set_meta("embedding_model", model_id)
-            store.set_meta("embedding_dim", str(dim))
+            # One transaction: a kill between two would leave a model without its dimension.
+            with store.transaction() as tx:
+                tx.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                               [("embedding_model", model_id), ("embedding_dim", str(dim))])
         elif stored_model != model_id:
             store.close()
             raise InvalidRequest(
@@ -132,22 +142,13 @@ class NamespaceData:
         """Write the index as the namespace's snapshot unless the one on disk is as new.
 
         A file lock serialises snapshot writes of all processes on this directory."""
-        with self.write_lock, self._snapshot_lock():
+        with self.write_lock, snapshot_lock(self.path):
             path = self.path / SNAPSHOT_FILE
             on_disk = snapshot_seq(path)
             if on_disk is None or on_disk < self.index.seq:
                 self.index.save(path)
                 self.store.compact_changes(self.index.seq)
             self.unsaved = 0
-
-    @contextmanager
-    def _snapshot_lock(self) -> Iterator[None]:
-        with open(self.path / SNAPSHOT_LOCK, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self.write_lock:
@@ -156,15 +157,62 @@ class NamespaceData:
             self.store.close()
 
     def destroy(self) -> None:
-        """Close and delete the namespace's files."""
+        """Close and delete the namespace's files (all of them, even across a crash)."""
         with self.write_lock:
             self.store.close()
-            shutil.rmtree(self.path, ignore_errors=True)
+            remove_folder(self.path)
 
     def info(self) -> dict[str, Any]:
         counts = self.store.counts()
         return {"name": self.name, **counts, "vector_index": self.index.kind,
                 "index_recall": self.index.measured_recall}
+
+
+def remove_folder(path: Path) -> None:
+    """Delete a namespace folder so that a crash leaves it whole or gone, never half there:
+    it is first renamed out of the namespace names (atomic, made durable), then removed.
+    What a crash leaves of a renamed folder goes with `remove_leftovers`."""
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_leftovers(root: Path) -> None:
+    """Finish the removals a crash interrupted (folders renamed by `remove_folder`)."""
+    for trash in root.glob(f"{TRASH_PREFIX}*"):
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def snapshot_lock(path: Path) -> Iterator[None]:
+    """The file lock every process holds while it writes `path`'s snapshot."""
+    with os.fdopen(private_open(path / SNAPSHOT_LOCK, os.O_RDWR), "r+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_snapshot_temps(path: Path) -> None:
+    """Delete temp files left by a snapshot save that was killed before its rename.
+
+    Saves write their temp file only while holding the snapshot lock and remove it before
+    letting go, so under the lock every temp file present is one no process is writing."""
+    if not any(path.glob(SNAPSHOT_TEMP_GLOB)):
+        return
+    with snapshot_lock(path):
+        for stale in path.glob(SNAPSHOT_TEMP_GLOB):
+            log.warning("removing %s, left by an interrupted snapshot save", stale)
+            stale.unlink(missing_ok=True)
 
 
 def _load_or_rebuild(

@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from contextd.store.filters import Filter
+from contextd.store.idempotency import IdempotencyKey
 from contextd.store.records import (
     ChunkRow,
     DocumentWrite,
@@ -38,8 +39,15 @@ class DocumentStore(Protocol):
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]: ...
 
-    def write_documents(self, docs: Sequence[DocumentWrite]) -> WriteResult:
-        """Replace the given documents and their chunks, all or nothing."""
+    def write_documents(self, docs: Sequence[DocumentWrite],
+                        idempotency: IdempotencyKey | None = None,
+                        response: dict[str, Any] | None = None) -> WriteResult:
+        """Replace the given documents and their chunks, all or nothing; with a key, store
+        `response` under it in the same transaction (`Replayed` if it holds one already)."""
+        ...
+
+    def remember(self, idempotency: IdempotencyKey, response: dict[str, Any]) -> None:
+        """Store the response of a keyed request that wrote nothing."""
         ...
 
     def delete_document(self, doc_id: str) -> WriteResult | None: ...
@@ -88,8 +96,10 @@ class SessionStore(Protocol):
 
     def session(self, session_id: str) -> SessionRow | None: ...
 
-    def append(self, session_id: str, turns: Sequence[TurnWrite]) -> list[TurnRow]:
-        """Append turns in order, creating the session; all of them or none."""
+    def append(self, session_id: str, turns: Sequence[TurnWrite],
+               idempotency: IdempotencyKey | None = None) -> list[TurnRow]:
+        """Append turns in order, creating the session; all of them or none; with a key,
+        store what was appended under it in the same transaction."""
         ...
 
     def turns(self, session_id: str, after_seq: int = 0) -> list[TurnRow]: ...

@@ -7,6 +7,10 @@ that the FAISS snapshot is caught up from, and sessions with their turns and sum
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+
+from contextd.store.files import private_file
+from contextd.store.idempotency import SCHEMA as IDEMPOTENCY_SCHEMA
 
 SCHEMA_VERSION = 1
 
@@ -110,6 +114,10 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     WAL lets readers run while a writer commits; synchronous=FULL makes a commit durable when
     it returns, so an acknowledged write survives a crash or power loss.
     """
+    if not readonly and path != ":memory:":
+        # Created 0600 here, so SQLite's -wal and -shm files (which take the database file's
+        # mode) are private too.
+        private_file(Path(path))
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
                            timeout=30.0)
@@ -123,6 +131,7 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
 
 def create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
+    conn.executescript(IDEMPOTENCY_SCHEMA)
     conn.execute(
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from contextd.errors import Conflict
+from contextd.store.idempotency import IdempotencyKey, check_unused, store_response
 from contextd.store.records import SessionRow, TurnRow, TurnWrite
 from contextd.store.sqlite_store import SqliteStore, blob_vector, vector_blob
 
@@ -52,11 +53,15 @@ class SqliteSessionStore:
         return [{"session_id": r[0], "turns": r[1], "updated_at": r[2]} for r in rows]
 
 
-    def append(self, session_id: str, turns: Sequence[TurnWrite]) -> list[TurnRow]:
-        """Append turns in order, creating the session; all of them or none."""
+    def append(self, session_id: str, turns: Sequence[TurnWrite],
+               idempotency: IdempotencyKey | None = None) -> list[TurnRow]:
+        """Append turns in order, creating the session; all of them or none. With an
+        idempotency key, `{"turn_ids", "turns"}` is stored in the same transaction (and
+        `Replayed` raised, writing nothing, if the key already has a response)."""
         now = time.time()
         rows: list[TurnRow] = []
         with self.store.transaction() as tx:
+            check_unused(tx, idempotency)
             tx.execute(
                 "INSERT INTO sessions(id, created_at, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
@@ -84,6 +89,10 @@ class SqliteSessionStore:
                 )
                 rows.append(TurnRow(seq, turn_id, turn.role, turn.content, turn.name,
                                     turn.tool_calls, turn.tool_call_id, turn.ts, turn.tokens))
+            if idempotency is not None:
+                # Turns are only ever removed with their session, so the last seq is the count.
+                store_response(tx, idempotency, {"turn_ids": [r.id for r in rows],
+                                                 "turns": seq})
         return rows
 
     @staticmethod

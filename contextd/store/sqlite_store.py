@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from contextd.store.filters import compile_sqlite
+from contextd.store.idempotency import IdempotencyKey, check_unused, store_response
 from contextd.store.records import ChunkRow, DocumentWrite, NewChunk, WriteResult
 from contextd.store.schema import connect, create_schema
 
@@ -108,13 +109,17 @@ class SqliteStore:
                 out[doc_id] = digest
         return out
 
-    def write_documents(self, docs: Sequence[DocumentWrite]) -> WriteResult:
-        """Replace the given documents and their chunks in one transaction."""
+    def write_documents(self, docs: Sequence[DocumentWrite],
+                        idempotency: IdempotencyKey | None = None,
+                        response: dict[str, Any] | None = None) -> WriteResult:
+        """Replace the given documents and their chunks in one transaction; with an
+        idempotency key, `response` is stored in it too (`Replayed` if the key has one)."""
         now = time.time()
         removed: list[int] = []
         added: list[int] = []
         vectors: list[np.ndarray] = []
         with self.transaction() as tx:
+            check_unused(tx, idempotency)
             seq_before = self._last_seq(tx)
             for doc in docs:
                 removed.extend(
@@ -139,9 +144,18 @@ class SqliteStore:
                     )
                     added.append(int(cur.lastrowid or 0))
                     vectors.append(chunk.embedding)
+            if idempotency is not None:
+                store_response(tx, idempotency, response or {})
             seq = self._last_seq(tx)
         matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
         return WriteResult(removed, added, matrix, seq, seq_before)
+
+    def remember(self, idempotency: IdempotencyKey, response: dict[str, Any]) -> None:
+        """Store the response of a request that wrote nothing (`Replayed` if the key has one),
+        so its repeats answer the same."""
+        with self.transaction() as tx:
+            check_unused(tx, idempotency)
+            store_response(tx, idempotency, response)
 
     def delete_document(self, doc_id: str) -> WriteResult | None:
         """Remove a document and its chunks, or None if absent."""

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from contextd.errors import ContextdError
+from contextd.store.files import private_open
 from contextd.store.rwlock import ReadWriteLock
 
 _MAGIC = b"CTXDVIX1"
@@ -267,7 +268,7 @@ class FaissVectorIndex:
         header = json.dumps(meta).encode()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            with open(tmp, "wb") as f:
+            with os.fdopen(private_open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as f:
                 f.write(_MAGIC + struct.pack("<I", len(header)) + header)
                 f.write(memoryview(payload))
                 f.flush()

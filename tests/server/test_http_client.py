@@ -64,47 +64,63 @@ def test_connect_errors_are_retried_for_any_call() -> None:
     assert result.turn_ids == ["t"] and len(seen) == 3
 
 
-def test_client_does_not_retry_non_idempotent_calls_on_503() -> None:
+APPENDED = {"namespace": "default", "session_id": "s", "appended": 1, "turn_ids": ["t"],
+            "turns": 1}
+UPSERTED = {"namespace": "default", "upserted": 1, "unchanged": 0, "chunks": 1, "embedded": 1,
+            "cached": 0}
+
+
+def keys_sent(seen: list[httpx.Request]) -> list[str | None]:
+    return [r.headers.get("idempotency-key") for r in seen]
+
+
+def test_client_retries_writes_under_one_idempotency_key() -> None:
     # A 503 may come after part of the work (an assemble that stored its turns, then met a
-    # shutdown), so calls that write turns are not repeated; idempotent ones are.
-    answer = httpx.Response(200, json={"namespace": "default", "session_id": "s",
-                                       "appended": 1, "turn_ids": ["t"], "turns": 1})
-    make, seen = scripted(problem(503, "unavailable"), answer)
-    with pytest.raises(Unavailable):
-        make().append_messages("s", [{"role": "user", "content": "hi"}])
-    assert len(seen) == 1
-    make, seen = scripted(problem(503, "unavailable"), problem(503, "unavailable"))
+    # shutdown): the repeat carries the first attempt's key, so the server stores it once.
+    make, seen = scripted(problem(503, "unavailable"), httpx.Response(200, json=APPENDED))
+    assert make().append_messages("s", [{"role": "user", "content": "hi"}]).turn_ids == ["t"]
+    assert len(seen) == 2 and keys_sent(seen)[0] == keys_sent(seen)[1] is not None
+    make, seen = scripted(httpx.ReadTimeout("slow"), httpx.Response(200, json=UPSERTED))
+    assert make().upsert_documents([{"id": "a", "text": "Alpha."}]).upserted == 1
+    assert len(seen) == 2 and keys_sent(seen)[0] == keys_sent(seen)[1] is not None
+
+
+def test_each_logical_write_gets_its_own_idempotency_key() -> None:
+    make, seen = scripted(httpx.Response(200, json=APPENDED), httpx.Response(200, json=APPENDED))
+    client = make()
+    client.append_messages("s", [{"role": "user", "content": "hi"}])
+    client.append_messages("s", [{"role": "user", "content": "hi"}])
+    first, second = keys_sent(seen)
+    assert first and second and first != second
+
+
+def test_caller_chosen_idempotency_key_is_sent() -> None:
+    make, seen = scripted(httpx.Response(200, json=APPENDED))
+    make().append_messages("s", [{"role": "user", "content": "hi"}], idempotency_key="order-7")
+    assert keys_sent(seen) == ["order-7"]
+
+
+def test_assemble_with_messages_is_retried_with_a_key_and_without_needs_none() -> None:
+    make, seen = scripted(httpx.RemoteProtocolError("reset"), problem(503, "unavailable"))
     with pytest.raises(Unavailable):
         make(retries=1).assemble(query="q", max_tokens=100, session_id="s",
                                  messages=[{"role": "user", "content": "hi"}])
-    assert len(seen) == 1
-
-
-def test_a_lost_answer_is_not_retried_for_appends() -> None:
-    make, seen = scripted(httpx.ReadTimeout("slow"))
-    with pytest.raises(httpx.ReadTimeout):
-        make().append_messages("s", [{"role": "user", "content": "hi"}])
-    assert len(seen) == 1  # the turn may have been stored: repeating could store it twice
-
-
-def test_assemble_with_messages_is_not_retried_but_without_is() -> None:
-    make, seen = scripted(httpx.RemoteProtocolError("reset"))
-    with pytest.raises(httpx.RemoteProtocolError):
-        make().assemble(query="q", max_tokens=100, session_id="s",
-                        messages=[{"role": "user", "content": "hi"}])
-    assert len(seen) == 1
+    assert len(seen) == 2 and keys_sent(seen)[0] == keys_sent(seen)[1] is not None
+    make, seen = scripted(problem(503, "unavailable"))
+    with pytest.raises(Unavailable):
+        make(retries=0).assemble(query="q", max_tokens=100)
+    assert keys_sent(seen) == [None]  # a pure read: nothing to guard
     make, seen = scripted(httpx.RemoteProtocolError("reset"), httpx.ReadTimeout("slow"),
                           httpx.Response(200, json=NS))
     assert make().namespaces()[0].chunks == 2 and len(seen) == 3
 
 
-def test_gateway_errors_are_retried_for_idempotent_calls_only() -> None:
+def test_gateway_errors_are_retried() -> None:
     make, seen = scripted(httpx.Response(502), httpx.Response(200, json=NS))
     assert make().namespaces()[0].name == "default" and len(seen) == 2
-    make, seen = scripted(httpx.Response(504))
-    with pytest.raises(ProblemError):
-        make().append_messages("s", [{"role": "user", "content": "hi"}])
-    assert len(seen) == 1
+    make, seen = scripted(httpx.Response(504), httpx.Response(200, json=APPENDED))
+    assert make().append_messages("s", [{"role": "user", "content": "hi"}]).appended == 1
+    assert len(seen) == 2
 
 
 def test_retries_are_bounded() -> None:

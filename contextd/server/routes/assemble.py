@@ -8,41 +8,50 @@ from contextd.errors import InvalidRequest
 from contextd.models import AssembleRequest, AssembleResponse
 from contextd.server.access import check_namespace
 from contextd.server.calls import EngineDep, json_response, run_engine
+from contextd.server.idempotency import (
+    REPLAYED_RESPONSE,
+    IdempotencyHeader,
+    idempotency_key,
+    mark_replayed,
+)
 from contextd.server.problems import problem_responses
 from contextd.server.routes.params import NamespacePath
 
 router = APIRouter(prefix="/v1", tags=["assemble"])
 
 
-async def _assemble(body: AssembleRequest, request: Request, engine: EngineDep) -> Response:
+async def _assemble(body: AssembleRequest, request: Request, engine: EngineDep,
+                    idempotency: str | None) -> Response:
     # Messages sent with a session id are stored in it: that is a write.
     stores = body.session_id is not None and bool(body.messages)
     check_namespace(request, body.namespace, "write" if stores else "read")
     # Chosen here too (the same stable choice the engine makes), so a failure is logged with
     # the profile in force; an unknown profile is a 422 before any work.
     request.scope.setdefault("state", {})["profile"] = engine.profiles.choose(body)
-    response = await run_engine(request, engine.assemble, body)
+    key = idempotency_key(request, idempotency)
+    response = await run_engine(request, engine.assemble, body, idempotency_key=key)
     label = engine.telemetry.label(body.query_type)  # bounded: unknown types count as 'other'
     request.app.state.metrics.observe_assemble(response, label)
-    return json_response(response)
+    return mark_replayed(json_response(response), key)
 
 
 @router.post("/namespaces/{namespace}/assemble", response_model=AssembleResponse,
-             responses=problem_responses(403, 404, 409))
+             responses={200: REPLAYED_RESPONSE, **problem_responses(403, 404, 409)})
 async def assemble(namespace: NamespacePath, body: AssembleRequest, request: Request,
-                   engine: EngineDep) -> Response:
+                   engine: EngineDep, idempotency: IdempotencyHeader = None) -> Response:
     """Assemble chat messages for a query within a token budget, from the namespace's
     documents and sessions."""
     if "namespace" in body.model_fields_set and body.namespace != namespace:
         raise InvalidRequest(f"the body names namespace {body.namespace!r} but the path "
                              f"{namespace!r}: leave namespace out of the body")
-    return await _assemble(body.model_copy(update={"namespace": namespace}), request, engine)
+    return await _assemble(body.model_copy(update={"namespace": namespace}), request, engine,
+                           idempotency)
 
 
 @router.post("/assemble", response_model=AssembleResponse, deprecated=True,
-             responses=problem_responses(403, 404, 409))
-async def assemble_deprecated(body: AssembleRequest, request: Request,
-                              engine: EngineDep) -> Response:
+             responses={200: REPLAYED_RESPONSE, **problem_responses(403, 404, 409)})
+async def assemble_deprecated(body: AssembleRequest, request: Request, engine: EngineDep,
+                              idempotency: IdempotencyHeader = None) -> Response:
     """Deprecated: use POST /v1/namespaces/{namespace}/assemble. The namespace comes from
     the body here (default `default`)."""
-    return await _assemble(body, request, engine)
+    return await _assemble(body, request, engine, idempotency)

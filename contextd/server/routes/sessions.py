@@ -10,6 +10,12 @@ from fastapi import APIRouter, Request, Response
 
 from contextd.models import AppendRequest, AppendResult, SessionInfo, SessionSummary
 from contextd.server.calls import EngineDep, json_response, run_engine
+from contextd.server.idempotency import (
+    REPLAYED_RESPONSE,
+    IdempotencyHeader,
+    idempotency_key,
+    mark_replayed,
+)
 from contextd.server.problems import problem_responses
 from contextd.server.routes.params import NamespacePath, NamespaceQuery, SessionPath
 
@@ -17,9 +23,11 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
 
 
 async def _append(namespace: str, session_id: str, body: AppendRequest, request: Request,
-                  engine: EngineDep) -> Response:
-    return json_response(await run_engine(request, engine.append_messages, session_id,
-                                          body.messages, namespace=namespace))
+                  engine: EngineDep, idempotency: str | None) -> Response:
+    key = idempotency_key(request, idempotency)
+    result = await run_engine(request, engine.append_messages, session_id, body.messages,
+                              namespace=namespace, idempotency_key=key)
+    return mark_replayed(json_response(result), key)
 
 
 async def _get(namespace: str, session_id: str, request: Request, engine: EngineDep) -> Response:
@@ -42,11 +50,13 @@ async def list_sessions(namespace: NamespacePath, request: Request,
 
 
 @router.post("/namespaces/{namespace}/sessions/{session_id}/messages",
-             response_model=AppendResult, responses=problem_responses(409, 413))
+             response_model=AppendResult,
+             responses={200: REPLAYED_RESPONSE, **problem_responses(409, 413)})
 async def append_messages(namespace: NamespacePath, session_id: SessionPath,
-                          body: AppendRequest, request: Request, engine: EngineDep) -> Response:
+                          body: AppendRequest, request: Request, engine: EngineDep,
+                          idempotency: IdempotencyHeader = None) -> Response:
     """Append turns to a session, creating it (and its namespace) on first use."""
-    return await _append(namespace, session_id, body, request, engine)
+    return await _append(namespace, session_id, body, request, engine, idempotency)
 
 
 @router.get("/namespaces/{namespace}/sessions/{session_id}", response_model=SessionInfo,
@@ -66,12 +76,13 @@ async def delete_session(namespace: NamespacePath, session_id: SessionPath, requ
 
 
 @router.post("/sessions/{session_id}/messages", response_model=AppendResult, deprecated=True,
-             responses=problem_responses(409, 413))
+             responses={200: REPLAYED_RESPONSE, **problem_responses(409, 413)})
 async def append_messages_deprecated(session_id: SessionPath, body: AppendRequest,
                                      request: Request, engine: EngineDep,
-                                     namespace: NamespaceQuery = "default") -> Response:
+                                     namespace: NamespaceQuery = "default",
+                                     idempotency: IdempotencyHeader = None) -> Response:
     """Deprecated: use POST /v1/namespaces/{namespace}/sessions/{session_id}/messages."""
-    return await _append(namespace, session_id, body, request, engine)
+    return await _append(namespace, session_id, body, request, engine, idempotency)
 
 
 @router.get("/sessions/{session_id}", response_model=SessionInfo, deprecated=True,
