@@ -28,7 +28,6 @@ from contextd.memory.conversation import ConversationMemory
 from contextd.memory.llm_summariser import LLMSummariser, SummaryRefiner
 from contextd.memory.recall import TurnRecaller
 from contextd.memory.summariser import ExtractiveSummariser
-from contextd.memory.window import WindowShares
 from contextd.models import (
     AppendResult,
     AssembleRequest,
@@ -112,8 +111,7 @@ class Engine:
                                 redundancy_floor=settings.redundancy_floor)
         self.memory = ConversationMemory(
             summariser or ExtractiveSummariser(), TurnRecaller(),
-            WindowShares(settings.summary_share, settings.recall_share,
-                         settings.window_keep_fraction))
+            keep_fraction=settings.window_keep_fraction)
         self.ingestor = DocumentIngestor(settings, self.embedder, self.registry)
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
         self.pipeline = AssemblePipeline(settings, self.registry, self.retriever, self.ranker,

@@ -87,10 +87,6 @@ class Settings(BaseSettings):
                                        "already chosen.")
     history_share: float = Field(0.4, ge=0, le=1, description="Default largest share of the "
                                  "budget (after system and query) that history may take.")
-    summary_share: float = Field(0.15, ge=0, le=1, description="Share of the history budget "
-                                 "for the running summary once turns have been evicted.")
-    recall_share: float = Field(0.35, ge=0, le=1, description="Share of the history budget for "
-                                "recalled old turns once turns have been evicted.")
     session_window_tokens: int = Field(2_000, ge=16, le=1_000_000, description="Compaction "
                                        "target of every session: once its unsummarised turns "
                                        "pass this many tokens, an append folds the oldest into "
@@ -98,8 +94,9 @@ class Settings(BaseSettings):
                                        "it). Independent of any request's budget; assemble "
                                        "never compacts.")
     summary_max_tokens: int = Field(400, ge=16, le=100_000, description="Largest running "
-                                    "summary a compaction stores, in tokens; a request fits "
-                                    "it to its own summary share.")
+                                    "summary a compaction stores, in tokens; a request "
+                                    "includes the lines its chosen turns do not already hold, "
+                                    "as far as its budget goes.")
     window_keep_fraction: float = Field(0.6, gt=0, le=1, description="A compaction leaves "
                                         "the unsummarised turns at this fraction of "
                                         "session_window_tokens, so compactions come in "
