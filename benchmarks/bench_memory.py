@@ -84,7 +84,7 @@ def measure(engine: Engine, name: str, messages: list[dict[str, Any]], questions
             began = time.perf_counter()
             r = engine.assemble(session_id=session, query=query, top_k=0, history_share=1.0,
                                 max_tokens=budget + cost + REPLY_PRIMING)
-            rows.append({"set": name.split("#")[0], "history": name, "budget": budget,
+            rows.append({"set": name.split(":")[0], "history": name, "budget": budget,
                          "first": number == 0, "turns": len(messages), "tokens": tokens,
                          "assemble_ms": (time.perf_counter() - began) * 1000,
                          "memory_ms": r.timings_ms.get("memory", 0.0),
@@ -134,7 +134,7 @@ def main() -> None:
             conversations, _ = load_conversations(args.longmemeval)
             for conv in stratified_sample(conversations, args.histories):
                 questions = [q.question for q in conv.questions] or ["What did I say?"]
-                measure(engine, f"longmemeval#{conv.sample_id}", replay_turns(conv),
+                measure(engine, f"longmemeval:{conv.sample_id}", replay_turns(conv),
                         questions, budgets, args.repeats, rows)
                 print(f"{conv.sample_id}: done", flush=True)
         if args.synthetic:

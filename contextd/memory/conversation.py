@@ -1,13 +1,17 @@
-"""History assembly: recent window + running summary + recalled turns, within a budget.
+"""History assembly: the turns a query needs, and the summary, within a budget.
 
 Two steps, at different times:
 - compaction, when turns are appended (`compact`): once a session's unsummarised turns
   outgrow its window target (`session_window_tokens`, a setting, not any request's budget),
   the oldest leave in blocks and fold into the running summary stored with the session;
 - assembly (`build`), a pure read: while the whole history fits the request's budget it is
-  sent verbatim; once it does not, the newest turns that fit form the window, the summary is
-  fitted to its share, and earlier turns relevant to the query come back. A small budget
-  selects from the stored state without changing it.
+  sent verbatim; once it does not, every turn competes for the budget in one priority order
+  for the query (`contextd.memory.priority`: the last exchange, then turns by relevance,
+  then the summary lines the chosen turns do not hold, then the rest, newest first), and the
+  longest prefix of that order that fits is sent: the newest unbroken run of chosen turns as
+  chat messages, the others as one block of dated paragraphs in conversation order. A small
+  budget selects from the stored state without changing it, and a larger one selects a
+  superset of its turns.
 
     >>> memory = ConversationMemory(ExtractiveSummariser(), TurnRecaller())  # doctest: +SKIP
     >>> result = memory.build(state, budget=2000, query="...", ...)  # doctest: +SKIP
@@ -127,7 +131,7 @@ class ConversationMemory:
     summariser: Summariser
     recaller: TurnRecaller
     keep_fraction: float = 0.6  # compaction leaves the window at this share of its target
-    neighbours: bool = True  # a relevant question brings the turn after it
+    neighbours: bool = False  # a relevant question brings the turn after it (measured: no gain)
     # Called after a compaction is stored: (state, folded turns, new summary, previous
     # summary, summary budget). The LLM summary refiner hooks in here, off the request path.
     on_evict: Callable[[HistoryState, list[TurnRow], str, str | None, int], None] | None = None
@@ -250,7 +254,7 @@ class _Selection:
         order = itertools.chain(relevant(), [_SUMMARY] if state.summary else [], rest)
 
         taken: list[TurnRow] = []  # non-floor turns, in priority order
-        summary: tuple[dict[str, str], int] | None = None
+        summary: tuple[dict[str, str], int, bool] | None = None
         header_paid = False
         days: set[str] = set()
         pending: list[int] = []
@@ -265,9 +269,12 @@ class _Selection:
             if seq == _SUMMARY:
                 assert state.summary is not None
                 covered = [self.rows[s] for s in hit_list if s in self.rows]
-                summary = self._summary(state.summary, covered, budget - used)
-                if summary is None:
+                lines = self._uncovered(state.summary, covered)
+                if not lines:  # the chosen turns say it all: the summary takes nothing
                     continue
+                summary = self._summary(lines, budget - used)
+                if summary is None:  # not even its best line fits: nothing after it does
+                    break
                 used += summary[1]
                 if summary[2]:  # cut to fit: nothing after it fits
                     break
@@ -317,19 +324,22 @@ class _Selection:
 
     def _line_bound(self, row: TurnRow, days: set[str]) -> int:
         """What the turn costs as a paragraph of the recalled block (the day's date too when
-        no turn taken before it has that day; `days` is updated) or as a chat message,
-        whichever is more, without encoding its content again: the paragraph's head counted
-        word by word (a space always starts a new pre-token, so the sum is its count; words
-        repeat from turn to turn, so each is encoded once) plus the content's share of the
-        stored message cost. Joining can in rare cases cost a token more; the block is counted
-        exactly at the end and trimmed if so. Costs only grow as turns are added, so the
-        longest prefix that fits only grows with the budget."""
+        no turn taken before it has that day; `days` is updated) or, if it may join the
+        recent run, as a chat message, whichever is more, without encoding its content again:
+        the paragraph's head counted word by word (a space always starts a new pre-token, so
+        the sum is its count; words repeat from turn to turn, so each is encoded once) plus
+        the content's share of the stored message cost. Joining can in rare cases cost a
+        token more; the block is counted exactly at the end and trimmed if so. Costs only
+        grow as turns are added, so the longest prefix that fits only grows with the
+        budget."""
         head = f"{row.name or row.role}:"
         if row.ts is not None and (day := format_day(row.ts)) not in days:
             head = f"[{day}] {head}"
             days.add(day)
+        # Only an unsummarised turn can join the recent run of chat messages.
+        message = row.tokens if row.seq in self.index else 0
         if not row.content or row.tool_calls:
-            return max(row.tokens, self.counter.count(f"\n\n{head} {_turn_text(row)}"))
+            return max(message, self.counter.count(f"\n\n{head} {_turn_text(row)}"))
         cost = 0
         for n, word in enumerate(head.split(" ")):
             piece = ("\n\n" if n == 0 else " ") + word
@@ -343,17 +353,19 @@ class _Selection:
         if framing is None:
             framing = self._prefixes[key] = message_framing(plain, self.counter) + (
                 self.counter.count(row.name) if row.name else 0)
-        return max(row.tokens, cost + row.tokens - framing)
+        return max(message, cost + row.tokens - framing)
 
-    def _summary(self, summary: str, covered: list[TurnRow], room: int
-                 ) -> tuple[dict[str, str], int, bool] | None:
-        """The summary message without the lines the relevant turns already hold, cut to
-        `room` when it does not fit whole: (message, tokens, cut)."""
+    @staticmethod
+    def _uncovered(summary: str, covered: list[TurnRow]) -> list[str]:
+        """The summary's lines that no turn of `covered` already holds word for word."""
         texts = " ".join(format_turn(t).replace("\n", " ") for t in covered)
-        lines = [line[2:] for line in summary.splitlines()
-                 if line.startswith("- ") and line[2:] not in texts]
-        if not lines:
-            return None
+        return [line[2:] for line in summary.splitlines()
+                if line.startswith("- ") and line[2:] not in texts]
+
+    def _summary(self, lines: list[str], room: int
+                 ) -> tuple[dict[str, str], int, bool] | None:
+        """The summary message of `lines`, cut to `room` when it does not fit whole:
+        (message, tokens, cut); None when not even one line fits."""
         message = {"role": "system", "content": SUMMARY_HEADER + "\n" + "\n".join(
             "- " + line for line in lines)}
         cost = message_tokens(message, self.counter)

@@ -71,6 +71,7 @@ def test_the_turn_after_a_hit_comes_with_it(make_engine: Callable[..., Engine]) 
     answer = turn(1, "She said it is only a small sprain, nothing broken.", "a")
     engine.append_messages("s", [question, answer, *filler(400, start=2)])
     query = "What did the vet say about Pimenta's paw?"
+    engine.memory.neighbours = True
     with_neighbours = history_budget(engine, query, 300, session_id="s")
     assert {"q", "a"} <= set(with_neighbours.recalled_turn_ids)
     engine.memory.neighbours = False

@@ -60,3 +60,15 @@ def test_cli_rejects_a_bad_limit_or_layout(tmp_path, monkeypatch, capsys) -> Non
     assert main(["eval", "conversations", str(lme), "--format", "locomo", "--quiet",
                  "--data-dir", str(tmp_path / "d")]) == 2
     assert "'conversation' is missing" in capsys.readouterr().err
+
+
+def test_memory_matches_or_beats_the_plain_baseline_and_never_loses_with_budget(engine) -> None:
+    report = run_conversations(engine, SMALL, [100, 150, 300, 600])
+    for budget in ("100", "150", "300", "600"):
+        r = report["budgets"][budget]
+        assert r["evidence_recall"] >= r["turn_baseline"]["evidence_recall"]
+        assert r["tokens_mean"] <= int(budget)
+    # With room for most of the conversation the memory finds evidence the baseline misses.
+    assert report["budgets"]["600"]["evidence_recall"] == 1.0
+    assert report["budgets"]["600"]["turn_baseline"]["evidence_recall"] < 1.0
+    assert report["monotonicity_losses"]["overall"] == 0 == len(report["monotonicity_lost_turns"])
