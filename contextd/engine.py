@@ -28,7 +28,6 @@ from contextd.memory.conversation import ConversationMemory
 from contextd.memory.llm_summariser import LLMSummariser, SummaryRefiner
 from contextd.memory.recall import TurnRecaller
 from contextd.memory.summariser import ExtractiveSummariser
-from contextd.memory.window import WindowShares
 from contextd.models import (
     AppendResult,
     AssembleRequest,
@@ -115,8 +114,7 @@ class Engine:
                                 redundancy_floor=settings.redundancy_floor)
         self.memory = ConversationMemory(
             summariser or ExtractiveSummariser(), TurnRecaller(),
-            WindowShares(settings.summary_share, settings.recall_share,
-                         settings.window_keep_fraction))
+            keep_fraction=settings.window_keep_fraction)
         self.ingestor = DocumentIngestor(settings, self.embedder, self.registry)
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
         self.pipeline = AssemblePipeline(settings, self.registry, self.retriever, self.ranker,
@@ -150,8 +148,7 @@ class Engine:
                            redundancy_floor=settings.redundancy_floor)
         memory = ConversationMemory(
             self.memory.summariser, self.memory.recaller,
-            WindowShares(settings.summary_share, settings.recall_share,
-                         settings.window_keep_fraction))
+            keep_fraction=settings.window_keep_fraction)
         return AssemblePipeline(settings, self.registry, retriever, ranker, memory,
                                 self.sessions, self.embed_query_async)
 

@@ -582,9 +582,9 @@ class AssembleResponse(BaseModel):
     dropped: list[Dropped] = Field(description="What was left out, and why.")
     prefix_digest: str | None = Field(
         default=None,
-        description="Digest of the stable prefix (system prompt, summary, recent turns): the "
-        "same on every replica for the same prefix; send it back as previous_prefix_digest. "
-        "Null without a session.")
+        description="Digest of the stable prefix (system prompt, summary, earlier and recent "
+        "turns): the same on every replica for the same prefix; send it back as "
+        "previous_prefix_digest. Null without a session.")
     prefix_unchanged: bool | None = Field(
         default=None,
         description="True when the stable prefix is the one named by the request's "

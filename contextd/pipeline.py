@@ -200,9 +200,10 @@ class AssemblePipeline:
         messages = [*fixed]
         if history.summary_message:
             messages.append(history.summary_message)
-        messages.extend(history.window_messages)
+        # Earlier turns before the recent ones: history reads in conversation order.
         if history.recalled_message:
             messages.append(history.recalled_message)
+        messages.extend(history.window_messages)
         if documents_message:
             messages.append(documents_message)
         messages.append(query_message)
@@ -246,8 +247,8 @@ class AssemblePipeline:
         prefix_digest = prefix_unchanged = None
         if req.session_id is not None:
             prefix_digest = hashlib.blake2b(repr((
-                fixed, history.summary_message, history.window_messages
-            )).encode(), digest_size=16).hexdigest()
+                fixed, history.summary_message, history.recalled_message,
+                history.window_messages)).encode(), digest_size=16).hexdigest()
             if req.previous_prefix_digest is not None:
                 prefix_unchanged = prefix_digest == req.previous_prefix_digest
         return AssembleResponse(

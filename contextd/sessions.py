@@ -176,7 +176,7 @@ class SessionService:
             turns=ns.sessions.turns(session_id, after_seq=through),
             summary=None if whole else row.summary, summary_through=through,
             namespace=namespace, sessions=ns.sessions, session_id=session_id,
-            generation=row.created_at,
+            generation=row.created_at, encoding=self.counter.encoding_name,
             stored_tokens=content_tokens(row.tokens, row.turns))
 
     def get(self, namespace: str, session_id: str) -> SessionInfo:

@@ -70,8 +70,6 @@ class ProfileSpec(BaseModel):
     redundancy_floor: float | None = None
     duplicate_threshold: float | None = None
     history_share: float | None = None
-    summary_share: float | None = None
-    recall_share: float | None = None
     min_partial_tokens: int | None = None
     cache_enabled: bool | None = None
 
@@ -133,10 +131,6 @@ class Settings(BaseSettings):
                                        "already chosen.")
     history_share: float = Field(0.4, ge=0, le=1, description="Default largest share of the "
                                  "budget (after system and query) that history may take.")
-    summary_share: float = Field(0.15, ge=0, le=1, description="Share of the history budget "
-                                 "for the running summary once turns have been evicted.")
-    recall_share: float = Field(0.35, ge=0, le=1, description="Share of the history budget for "
-                                "recalled old turns once turns have been evicted.")
     session_window_tokens: int = Field(2_000, ge=16, le=1_000_000, description="Compaction "
                                        "target of every session: once its unsummarised turns "
                                        "pass this many tokens, an append folds the oldest into "
@@ -144,8 +138,9 @@ class Settings(BaseSettings):
                                        "it). Independent of any request's budget; assemble "
                                        "never compacts.")
     summary_max_tokens: int = Field(400, ge=16, le=100_000, description="Largest running "
-                                    "summary a compaction stores, in tokens; a request fits "
-                                    "it to its own summary share.")
+                                    "summary a compaction stores, in tokens; a request "
+                                    "includes the lines its chosen turns do not already hold, "
+                                    "as far as its budget goes.")
     window_keep_fraction: float = Field(0.6, gt=0, le=1, description="A compaction leaves "
                                         "the unsummarised turns at this fraction of "
                                         "session_window_tokens, so compactions come in "
@@ -242,7 +237,7 @@ class Settings(BaseSettings):
         "NAME] tables of the config file (or a JSON object): weight, and any of "
         "retrieval_depth, fusion, rrf_k, dense_weight, lexical_weight, title_weight, "
         "common_term_share, mmr_lambda, redundancy_floor, duplicate_threshold, history_share, "
-        "summary_share, recall_share, min_partial_tokens, cache_enabled. A request names one "
+        "min_partial_tokens, cache_enabled. A request names one "
         "(`profile`) or is split by weight on its session id; 'default' is the base settings, "
         "with the weight left over to 100 unless listed. Reloaded on SIGHUP or when the "
         "config file changes.")

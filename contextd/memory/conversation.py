@@ -1,13 +1,17 @@
-"""History assembly: recent window + running summary + recalled turns, within a budget.
+"""History assembly: the turns a query needs, and the summary, within a budget.
 
 Two steps, at different times:
 - compaction, when turns are appended (`compact`): once a session's unsummarised turns
   outgrow its window target (`session_window_tokens`, a setting, not any request's budget),
   the oldest leave in blocks and fold into the running summary stored with the session;
 - assembly (`build`), a pure read: while the whole history fits the request's budget it is
-  sent verbatim; once it does not, the newest turns that fit form the window, the summary is
-  fitted to its share, and earlier turns relevant to the query come back. A small budget
-  selects from the stored state without changing it.
+  sent verbatim; once it does not, every turn competes for the budget in one priority order
+  for the query (`contextd.memory.priority`: the last exchange, then turns by relevance,
+  then the summary lines the chosen turns do not hold, then the rest, newest first), and the
+  longest prefix of that order that fits is sent: the newest unbroken run of chosen turns as
+  chat messages, the others as one block of dated paragraphs in conversation order. A small
+  budget selects from the stored state without changing it, and a larger one selects a
+  superset of its turns.
 
     >>> memory = ConversationMemory(ExtractiveSummariser(), TurnRecaller())  # doctest: +SKIP
     >>> result = memory.build(state, budget=2000, query="...", ...)  # doctest: +SKIP
@@ -15,28 +19,24 @@ Two steps, at different times:
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 
-from contextd.assembler import (
-    RECALLED_HEADER,
-    SUMMARY_HEADER,
-    BlockItem,
-    newest_groups,
-    pack_block,
-)
+from contextd.assembler import RECALLED_HEADER, SUMMARY_HEADER, newest_groups
+from contextd.memory.priority import priority_seqs, relevance_order
 from contextd.memory.recall import TurnRecaller
 from contextd.memory.summariser import select_lines
-from contextd.memory.window import WindowShares, orphan_tool_results, plan_eviction, tool_groups
+from contextd.memory.window import orphan_tool_results, plan_eviction, tool_groups
 from contextd.models import Dropped
 from contextd.protocols import Summariser
 from contextd.store.protocols import SessionStore
 from contextd.store.records import TurnRow
-from contextd.tokens import TiktokenCounter, message_tokens
+from contextd.tokens import TiktokenCounter, message_framing, message_tokens
 
 log = logging.getLogger("contextd.memory")
 
@@ -54,6 +54,7 @@ class HistoryState:
     generation: float = 0.0  # the session's creation time: a recreated session differs
     # Content tokens of every turn the session holds, summarised ones included (telemetry).
     stored_tokens: int = 0
+    encoding: str | None = None  # what the stored turn costs were counted with
 
 
 @dataclass
@@ -81,14 +82,47 @@ def format_when(ts: float) -> str:
     return f"{when.day} {when:%B %Y, %H:%M}"
 
 
-def format_turn(turn: TurnRow) -> str:
-    """A turn as one line of text with its date, for summaries and recalled turns."""
-    speaker = turn.name or turn.role
+def format_day(ts: float) -> str:
+    """A turn's day as people write it ("8 May 2023")."""
+    when = datetime.fromtimestamp(ts, tz=UTC)
+    return f"{when.day} {when:%B %Y}"
+
+
+def _turn_text(turn: TurnRow) -> str:
     text = (turn.content or "").strip()
     if turn.tool_calls:
         calls = ", ".join(f"{c['function']['name']}({c['function'].get('arguments', '')})"
                           for c in turn.tool_calls)
         text = f"{text} [called {calls}]".strip()
+    return text
+
+
+def render_recalled(turns: Sequence[TurnRow]) -> str:
+    """Turns as the recalled block shows them: in conversation order, one paragraph each,
+    the day written once, on the first turn of each day.
+
+        >>> t = TurnRow(1, "t1", "user", "We land at 9.", "Ana", None, None, 1683554160.0, 9)
+        >>> print(render_recalled([t, TurnRow(**{**t.__dict__, "seq": 2, "content": "Ok."})]))
+        Earlier turns of this conversation relevant to the question:
+        <BLANKLINE>
+        [8 May 2023] Ana: We land at 9.
+        <BLANKLINE>
+        Ana: Ok.
+    """
+    parts = [RECALLED_HEADER]
+    day = None
+    for turn in sorted(turns, key=lambda t: t.seq):
+        head = f"{turn.name or turn.role}:"
+        if turn.ts is not None and (today := format_day(turn.ts)) != day:
+            head, day = f"[{today}] {head}", today
+        parts.append(f"{head} {_turn_text(turn)}".rstrip())
+    return "\n\n".join(parts)
+
+
+def format_turn(turn: TurnRow) -> str:
+    """A turn as one line of text with its date, for summaries and recalled turns."""
+    speaker = turn.name or turn.role
+    text = _turn_text(turn)
     if turn.ts is not None:
         return f"[{format_when(turn.ts)}] {speaker}: {text}"
     return f"{speaker}: {text}"
@@ -98,7 +132,8 @@ def format_turn(turn: TurnRow) -> str:
 class ConversationMemory:
     summariser: Summariser
     recaller: TurnRecaller
-    shares: WindowShares = field(default_factory=WindowShares)
+    keep_fraction: float = 0.6  # compaction leaves the window at this share of its target
+    neighbours: bool = False  # a relevant question brings the turn after it (measured: no gain)
     # Called after a compaction is stored: (state, folded turns, new summary, previous
     # summary, summary budget). The LLM summary refiner hooks in here, off the request path.
     on_evict: Callable[[HistoryState, list[TurnRow], str, str | None, int], None] | None = None
@@ -113,7 +148,7 @@ class ConversationMemory:
         turns = state.turns
         costs = [t.tokens for t in turns]
         evict = plan_eviction(costs, tool_groups([t.message() for t in turns]), window_tokens,
-                              self.shares.keep_fraction)
+                              self.keep_fraction)
         if not evict:
             return 0
         evicted = turns[:evict]
@@ -137,6 +172,9 @@ class ConversationMemory:
         self, state: HistoryState, budget: int, query: str, query_vector: np.ndarray | None,
         counter: TiktokenCounter, recall: bool = True,
     ) -> HistoryResult:
+        """The history for one request within `budget` tokens (see the module docstring and
+        `contextd.memory.priority`): verbatim while it fits, else the longest prefix of the
+        query's priority order that fits, turns in conversation order with their dates."""
         result = HistoryResult(summary_through=state.summary_through)
         turns = state.turns
         messages = [t.message() for t in turns]
@@ -146,75 +184,235 @@ class ConversationMemory:
                                           tokens=turns[i].tokens) for i in sorted(orphans))
             turns = [t for i, t in enumerate(turns) if i not in orphans]
             messages = [m for i, m in enumerate(messages) if i not in orphans]
-        groups = tool_groups(messages)
         # Turn costs are stored with the turns (recounted upstream for another encoding).
         costs = [t.tokens for t in turns]
-        overflow = state.summary_through > 0 or sum(costs) > budget
-        window_budget = budget
-        if overflow:
-            window_budget = int(budget * (1 - self.shares.summary - self.shares.recall))
-
-        start = newest_groups(costs, groups, window_budget)
-        result.window = turns[start:]
-        result.window_messages = messages[start:]
-        result.window_tokens = sum(costs[start:])
-
-        if state.summary:
-            self._add_summary(result, state.summary, budget, counter)
-        first_window_seq = result.window[0].seq if result.window else (
-            turns[-1].seq + 1 if turns else state.summary_through + 1)
-        if recall and state.sessions is not None and state.session_id and overflow:
-            room = budget - result.window_tokens - result.summary_tokens
-            self._add_recalled(result, state, query, query_vector, first_window_seq - 1,
-                               room, counter)
-        recalled = {t.seq for t in result.recalled}
-        result.dropped.extend(
-            Dropped(kind="turn", id=turn.id, reason="history_share", tokens=cost)
-            for turn, cost in zip(turns[:start], costs[:start], strict=True)
-            if turn.seq not in recalled)
+        if state.summary_through == 0 and sum(costs) <= budget:
+            result.window, result.window_messages = turns, messages
+            result.window_tokens = sum(costs)
+            return result
+        _Selection(self, state, turns, messages, costs, orphans, budget, counter).run(
+            result, query, query_vector, recall)
         return result
 
-    def _add_summary(
-        self, result: HistoryResult, summary: str, budget: int, counter: TiktokenCounter
-    ) -> None:
-        room = budget - result.window_tokens
-        cap = min(room, max(int(budget * self.shares.summary), 0))
-        message = {"role": "system", "content": f"{SUMMARY_HEADER}\n{summary}"}
-        cost = message_tokens(message, counter)
-        if cost > cap:
-            overhead = message_tokens({"role": "system", "content": SUMMARY_HEADER + "\n"},
-                                      counter)
-            lines = [line[2:] for line in summary.splitlines() if line.startswith("- ")]
-            fitted = select_lines(lines, max(cap - overhead - 1, 0), counter)
-            message = {"role": "system", "content": f"{SUMMARY_HEADER}\n{fitted}"}
-            cost = message_tokens(message, counter)
-            if not fitted or cost > cap:
-                result.dropped.append(Dropped(kind="summary", id="summary",
-                                              reason="history_share", tokens=cost))
-                return
-        result.summary_message, result.summary_tokens = message, cost
 
-    def _add_recalled(
-        self, result: HistoryResult, state: HistoryState, query: str,
-        query_vector: np.ndarray | None, max_seq: int, room: int, counter: TiktokenCounter,
-    ) -> None:
-        assert state.sessions is not None and state.session_id is not None
-        hits = self.recaller.recall(state.namespace or "", state.sessions, state.session_id,
-                                    query, query_vector, max_seq, state.generation)
-        if not hits or room <= 0:
+_SUMMARY = -1  # the summary's place in the priority order
+_FETCH = 64  # rows read from the store at a time while walking the order
+
+
+class _Selection:
+    """One overflowing build: walk the priority order, take the longest prefix that fits."""
+
+    def __init__(self, memory: ConversationMemory, state: HistoryState, turns: list[TurnRow],
+                 messages: list[dict], costs: list[int], orphans: set[int], budget: int,
+                 counter: TiktokenCounter) -> None:
+        self.memory, self.state, self.turns, self.messages = memory, state, turns, messages
+        self.costs, self.budget, self.counter = costs, budget, counter
+        self.index = {t.seq: i for i, t in enumerate(turns)}
+        self.skip = {state.turns[i].seq for i in orphans}
+        self.rows: dict[int, TurnRow] = {t.seq: t for t in turns}
+        self.recount = state.encoding is not None and state.encoding != counter.encoding_name
+        self.header = message_tokens({"role": "system", "content": RECALLED_HEADER}, counter)
+        self._prefixes: dict[str, int] = {}
+
+    def run(self, result: HistoryResult, query: str, query_vector: np.ndarray | None,
+            recall: bool) -> None:
+        turns, state, budget = self.turns, self.state, self.budget
+        groups = tool_groups(self.messages)
+        last_seq = turns[-1].seq if turns else state.summary_through
+        # The floor: the last exchange (the last user turn, what answered it, and the reply
+        # before it when nothing answered it yet), newest groups first.
+        user = max((i for i, t in enumerate(turns) if t.role == "user"), default=len(turns) - 1)
+        floor_start = max(0, user) if turns else 0
+        if floor_start == len(turns) - 1 and floor_start > 0:
+            floor_start -= 1
+        while floor_start > 0 and groups[floor_start - 1] == groups[floor_start]:
+            floor_start -= 1
+        start = max(floor_start, newest_groups(self.costs, groups, budget))
+        used = sum(self.costs[start:])
+        complete = start == floor_start
+        floor = {t.seq for t in turns[start:]}
+
+        hits: Iterable[int] = ()
+        if (complete and recall and state.sessions is not None and state.session_id
+                and last_seq > 0):
+            recaller = self.memory.recaller
+            dense, lexical = recaller.rankings(state.namespace or "", state.sessions,
+                                               state.session_id, query, query_vector,
+                                               last_seq, state.generation)
+            ranked = [s for s in relevance_order(dense, lexical, last_seq) if s not in self.skip]
+            asks = self._asks(ranked) if self.memory.neighbours else None
+            hits = priority_seqs(ranked, last_seq, exclude=floor | self.skip, asks=asks)
+        placed = set(floor) | self.skip
+        hit_list: list[int] = []
+
+        def relevant() -> Iterator[int]:
+            for seq in hits:
+                placed.add(seq)
+                hit_list.append(seq)
+                yield seq
+
+        # Evaluated once the relevant turns are exhausted, when `placed` holds them all.
+        rest = (s for s in range(last_seq, 0, -1) if s not in placed)
+        order = itertools.chain(relevant(), [_SUMMARY] if state.summary else [], rest)
+
+        taken: list[TurnRow] = []  # non-floor turns, in priority order
+        summary: tuple[dict[str, str], int, bool] | None = None
+        header_paid = False
+        days: set[str] = set()
+        pending: list[int] = []
+        stream = iter(order) if complete else iter(())
+        while True:
+            if not pending:
+                pending = list(itertools.islice(stream, _FETCH))
+                if not pending:
+                    break
+                self._fetch([s for s in pending if s != _SUMMARY])
+            seq = pending.pop(0)
+            if seq == _SUMMARY:
+                assert state.summary is not None
+                covered = [self.rows[s] for s in hit_list if s in self.rows]
+                lines = self._uncovered(state.summary, covered)
+                if not lines:  # the chosen turns say it all: the summary takes nothing
+                    continue
+                summary = self._summary(lines, budget - used)
+                if summary is None:  # not even its best line fits: nothing after it does
+                    break
+                used += summary[1]
+                if summary[2]:  # cut to fit: nothing after it fits
+                    break
+                continue
+            row = self.rows.get(seq)
+            if row is None:
+                continue
+            cost = self._line_bound(row, days) + (0 if header_paid else self.header)
+            if used + cost > budget:
+                break
+            taken.append(row)
+            used += cost
+            header_paid = True
+        self._present(result, turns[start:], taken, summary, groups, start)
+        if state.summary and result.summary_message is None:
+            result.dropped.append(Dropped(kind="summary", id="summary",
+                                          reason="history_share",
+                                          tokens=self.counter.count(state.summary)))
+        kept = {t.seq for t in result.window} | {t.seq for t in result.recalled}
+        result.dropped.extend(
+            Dropped(kind="turn", id=t.id, reason="history_share", tokens=c)
+            for t, c in zip(turns, self.costs, strict=True) if t.seq not in kept)
+
+    def _asks(self, ranked: list[int]) -> Callable[[int], bool]:
+        """Whether a ranked turn asks a question; rows are read a chunk ahead as needed."""
+        position = {seq: n for n, seq in enumerate(ranked)}
+
+        def asks(seq: int) -> bool:
+            if seq not in self.rows:
+                n = position[seq]
+                self._fetch(ranked[n:n + _FETCH])
+            row = self.rows.get(seq)
+            return row is not None and "?" in (row.content or "")
+
+        return asks
+
+    def _fetch(self, seqs: list[int]) -> None:
+        missing = [s for s in seqs if s not in self.rows]
+        if not missing or self.state.sessions is None or self.state.session_id is None:
             return
-        rows = state.sessions.turns_by_seq(state.session_id, [seq for seq, _ in hits])
-        items = [
-            BlockItem(key=rows[seq].id, text=format_turn(rows[seq]), rank=rank, order=seq,
-                      payload=rows[seq])
-            for rank, (seq, _) in enumerate(hits, start=1) if seq in rows
-        ]
-        block = pack_block(RECALLED_HEADER, items, room, counter)
-        if block.content is None:
-            return
-        result.recalled = sorted((p.item.payload for p in block.items), key=lambda t: t.seq)
-        result.recalled_message = {"role": "system", "content": block.content}
-        result.recalled_tokens = block.tokens
+        for seq, row in self.state.sessions.turns_by_seq(self.state.session_id,
+                                                         missing).items():
+            if self.recount:
+                row = TurnRow(**{**row.__dict__, "tokens": message_tokens(row.message(),
+                                                                          self.counter)})
+            self.rows[seq] = row
+
+    def _line_bound(self, row: TurnRow, days: set[str]) -> int:
+        """What the turn costs as a paragraph of the recalled block (the day's date too when
+        no turn taken before it has that day; `days` is updated) or, if it may join the
+        recent run, as a chat message, whichever is more, without encoding its content again:
+        the paragraph's head counted word by word (a space always starts a new pre-token, so
+        the sum is its count; words repeat from turn to turn, so each is encoded once) plus
+        the content's share of the stored message cost. Joining can in rare cases cost a
+        token more; the block is counted exactly at the end and trimmed if so. Costs only
+        grow as turns are added, so the longest prefix that fits only grows with the
+        budget."""
+        head = f"{row.name or row.role}:"
+        if row.ts is not None and (day := format_day(row.ts)) not in days:
+            head = f"[{day}] {head}"
+            days.add(day)
+        # Only an unsummarised turn can join the recent run of chat messages.
+        message = row.tokens if row.seq in self.index else 0
+        if not row.content or row.tool_calls:
+            return max(message, self.counter.count(f"\n\n{head} {_turn_text(row)}"))
+        cost = 0
+        for n, word in enumerate(head.split(" ")):
+            piece = ("\n\n" if n == 0 else " ") + word
+            known = self._prefixes.get(piece)
+            if known is None:
+                known = self._prefixes[piece] = self.counter.count(piece)
+            cost += known
+        plain = {"role": row.role, "name": row.name} if row.name else {"role": row.role}
+        key = f"{row.role}\x00{row.name or ''}"
+        framing = self._prefixes.get(key)
+        if framing is None:
+            framing = self._prefixes[key] = message_framing(plain, self.counter) + (
+                self.counter.count(row.name) if row.name else 0)
+        return max(message, cost + row.tokens - framing)
+
+    @staticmethod
+    def _uncovered(summary: str, covered: list[TurnRow]) -> list[str]:
+        """The summary's lines that no turn of `covered` already holds word for word."""
+        texts = " ".join(format_turn(t).replace("\n", " ") for t in covered)
+        return [line[2:] for line in summary.splitlines()
+                if line.startswith("- ") and line[2:] not in texts]
+
+    def _summary(self, lines: list[str], room: int
+                 ) -> tuple[dict[str, str], int, bool] | None:
+        """The summary message of `lines`, cut to `room` when it does not fit whole:
+        (message, tokens, cut); None when not even one line fits."""
+        message = {"role": "system", "content": SUMMARY_HEADER + "\n" + "\n".join(
+            "- " + line for line in lines)}
+        cost = message_tokens(message, self.counter)
+        if cost <= room:
+            return message, cost, False
+        overhead = message_tokens({"role": "system", "content": SUMMARY_HEADER + "\n"},
+                                  self.counter)
+        fitted = select_lines(lines, max(room - overhead - 1, 0), self.counter)
+        if not fitted:
+            return None
+        message = {"role": "system", "content": f"{SUMMARY_HEADER}\n{fitted}"}
+        cost = message_tokens(message, self.counter)
+        return (message, cost, True) if cost <= room else None
+
+    def _present(self, result: HistoryResult, floor: list[TurnRow], taken: list[TurnRow],
+                 summary: tuple[dict[str, str], int, bool] | None, groups: list[int],
+                 start: int) -> None:
+        """Chat messages for the newest unbroken run of chosen turns (whole tool groups),
+        one dated block in conversation order for the others."""
+        chosen = {t.seq for t in taken}
+        begin = start
+        while begin > 0:
+            group = groups[begin - 1]
+            first = begin - 1
+            while first > 0 and groups[first - 1] == group:
+                first -= 1
+            if not all(t.seq in chosen for t in self.turns[first:begin]):
+                break
+            begin = first
+        result.window = self.turns[begin:]
+        result.window_messages = self.messages[begin:]
+        result.window_tokens = sum(self.costs[begin:])
+        in_window = {t.seq for t in result.window}
+        block = [t for t in taken if t.seq not in in_window]  # priority order
+        if summary is not None:
+            result.summary_message, result.summary_tokens = summary[0], summary[1]
+        room = self.budget - result.window_tokens - result.summary_tokens
+        while block:
+            message = {"role": "system", "content": render_recalled(block)}
+            cost = message_tokens(message, self.counter)
+            if cost <= room:
+                result.recalled = sorted(block, key=lambda t: t.seq)
+                result.recalled_message, result.recalled_tokens = message, cost
+                return
+            block.pop()  # joining merged tokens differently than bounded: the least relevant
 
 
 def ephemeral_turns(messages: Sequence[dict], counter: TiktokenCounter) -> list[TurnRow]:

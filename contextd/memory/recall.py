@@ -72,20 +72,23 @@ class TurnVectorCache:
 
 @dataclass
 class TurnRecaller:
-    """Ranks a session's turns up to `max_seq` for a query by RRF of cosine and bm25."""
+    """Ranks a session's turns up to `max_seq` for a query by cosine and by bm25."""
 
-    depth: int = 40
+    depth: int | None = None  # None: every turn, as far as each search finds it
     rrf_k: float = 60.0
     min_similarity: float = 0.2
     cache: TurnVectorCache = field(default_factory=TurnVectorCache)
 
-    def recall(
+    def rankings(
         self, namespace: str, sessions: SessionStore, session_id: str, query: str,
         query_vector: np.ndarray | None, max_seq: int, generation: float = 0.0,
-    ) -> list[tuple[int, float]]:
-        """(turn seq, fused score) of relevant turns with seq <= max_seq, best first."""
+    ) -> tuple[list[int], list[int]]:
+        """(dense, lexical): turn seqs <= max_seq, best first (at most `depth` each).
+
+        A turn enters the dense ranking only from `min_similarity` on: a turn unrelated to
+        the query is not worth its tokens however it ranks."""
         if max_seq <= 0:
-            return []
+            return [], []
         dense: list[int] = []
         if query_vector is not None:
             entry = self.cache.get((namespace, session_id, generation), sessions)
@@ -93,10 +96,19 @@ class TurnRecaller:
                 upto = int(np.searchsorted(entry.seqs, max_seq, side="right"))
                 if upto:
                     sims = entry.vectors[:upto] @ query_vector.reshape(-1)
-                    top = np.argsort(-sims)[: self.depth]
-                    # A turn unrelated to the query is not worth its tokens however it ranks.
-                    dense = [int(entry.seqs[i]) for i in top if sims[i] >= self.min_similarity]
+                    keep = np.flatnonzero(sims >= self.min_similarity)
+                    top = keep[np.argsort(-sims[keep], kind="stable")][: self.depth]
+                    dense = entry.seqs[top].tolist()
         lexical = [seq for seq, _ in sessions.lexical_turns(
-            session_id, fts_query(query), self.depth, max_seq)]
-        rankings = [r for r in (dense, lexical) if r]
+            session_id, fts_query(query), self.depth or max_seq, max_seq)]
+        return dense, lexical
+
+    def recall(
+        self, namespace: str, sessions: SessionStore, session_id: str, query: str,
+        query_vector: np.ndarray | None, max_seq: int, generation: float = 0.0,
+    ) -> list[tuple[int, float]]:
+        """(turn seq, fused score) of relevant turns with seq <= max_seq, best first: RRF of
+        the two `rankings`."""
+        rankings = [r for r in self.rankings(namespace, sessions, session_id, query,
+                                             query_vector, max_seq, generation) if r]
         return fuse_rrf(rankings, k=self.rrf_k) if rankings else []

@@ -13,17 +13,7 @@ is never sent (providers reject it); `orphan_tool_results` finds them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-
-
-@dataclass(frozen=True)
-class WindowShares:
-    """Shares of the history budget once turns have been evicted."""
-
-    summary: float = 0.15
-    recall: float = 0.35
-    keep_fraction: float = 0.6  # eviction leaves the window at this share of its budget
 
 
 def tool_groups(messages: Sequence[dict[str, Any]]) -> list[int]:

@@ -60,3 +60,16 @@ def test_cli_rejects_a_bad_limit_or_layout(tmp_path, monkeypatch, capsys) -> Non
     assert main(["eval", "conversations", str(lme), "--format", "locomo", "--quiet",
                  "--data-dir", str(tmp_path / "d")]) == 2
     assert "'conversation' is missing" in capsys.readouterr().err
+
+
+def test_memory_figures_against_the_plain_baseline_on_the_small_conversation(engine) -> None:
+    report = run_conversations(engine, SMALL, [100, 150, 300, 600])
+    recall = {b: (r["evidence_recall"], r["turn_baseline"]["evidence_recall"])
+              for b, r in report["budgets"].items()}
+    # Checked by hand with the hash embedder: level at 100 and 300 tokens, one evidence turn
+    # behind at 150 (the last exchange takes its floor), all of it at 600 where the baseline
+    # still misses one.
+    assert recall == {"100": (0.5, 0.5), "150": (0.5, 0.6667), "300": (0.8333, 0.8333),
+                      "600": (1.0, 0.8333)}
+    assert all(r["tokens_mean"] <= int(b) for b, r in report["budgets"].items())
+    assert report["monotonicity_losses"]["overall"] == 0 == len(report["monotonicity_lost_turns"])

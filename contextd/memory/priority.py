@@ -1,0 +1,81 @@
+"""One priority order over a session's turns for a query, the same at every budget.
+
+Once history overflows its budget, every turn competes for it: the last exchange first (a
+small floor, for continuity), then the turns relevant to the query, best first, a question
+followed by the turn after it (which is likely to answer it), then the running summary
+(only the lines that the turns before it do not already hold), then every other turn, newest
+first. A budget takes the longest prefix of this order that fits; because the order does not
+depend on the budget, a larger budget's prefix holds everything a smaller one's did.
+
+Relevance is reciprocal rank fusion (k = 60) of the dense ranking, the bm25 ranking and a
+recency ranking (newest first) at half weight: recency breaks near-ties towards what was said
+lately without outranking a turn both searches agree on.
+
+    >>> relevance_order(dense=[3, 9], lexical=[9], last_seq=10)
+    [9, 3]
+    >>> list(priority_seqs([9, 3], last_seq=10, exclude={10}, asks=lambda seq: seq == 3))
+    [9, 3, 4]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+
+RRF_K = 60.0
+RECENCY_WEIGHT = 0.5
+
+
+def relevance_order(dense: Sequence[int], lexical: Sequence[int], last_seq: int,
+                    k: float = RRF_K, recency_weight: float = RECENCY_WEIGHT) -> list[int]:
+    """Turn seqs found by either search, best fused score first (ties: older first).
+
+    The recency ranking counts from `last_seq` (rank 1) backwards; it only reorders turns
+    that a search found, it adds none.
+
+        >>> relevance_order([1, 2], [], last_seq=2)  # rank 1 beats a newer rank 2
+        [1, 2]
+    """
+    scores: dict[int, float] = {}
+    for ranking in (dense, lexical):
+        seen: set[int] = set()
+        for rank, seq in enumerate(ranking, start=1):
+            if seq in seen:
+                continue
+            seen.add(seq)
+            scores[seq] = scores.get(seq, 0.0) + 1.0 / (k + rank)
+    for seq in scores:
+        scores[seq] += recency_weight / (k + last_seq - seq + 1)
+    return sorted(scores, key=lambda seq: (-scores[seq], seq))
+
+
+def priority_seqs(hits: Iterable[int], last_seq: int, exclude: Collection[int] = (),
+                  asks: Callable[[int], bool] | None = None) -> Iterator[int]:
+    """The relevant part of the order: each hit, then, when `asks(hit)` (the hit asks a
+    question), the turn after it, which is likely to answer it; nothing twice, nothing past
+    `last_seq`, nothing in `exclude` (the floor). Lazy, so `asks` may look rows up as it goes.
+
+        >>> list(priority_seqs([5, 6, 2], last_seq=6, asks=lambda seq: seq == 2))
+        [5, 6, 2, 3]
+    """
+    placed: set[int] = set(exclude)
+    for seq in hits:
+        follow = asks is not None and asks(seq)
+        for candidate in (seq, seq + 1) if follow else (seq,):
+            if candidate <= last_seq and candidate not in placed:
+                placed.add(candidate)
+                yield candidate
+
+
+def longest_prefix(costs: Sequence[int], budget: int) -> int:
+    """How many leading items of `costs` fit `budget` together: the packing rule that makes
+    a larger budget's selection a superset of a smaller one's.
+
+        >>> longest_prefix([5, 50, 1], 40)
+        1
+    """
+    used = 0
+    for n, cost in enumerate(costs):
+        used += cost
+        if used > budget:
+            return n
+    return len(costs)
