@@ -255,8 +255,9 @@ class Engine:
                                                  req.mode, lexical=lexical)
         with timed(timings, "ranking"):
             ranked, _ = self.ranker.rank(candidates, req.top_k)
-        hits = [SearchHit(id=c.chunk.doc_id, chunk=c.chunk.ord, text=c.chunk.text,
-                          title=c.chunk.title, score=c.score, dense_rank=c.dense_rank,
+        # One hit per document: its best chunk, and the relevant neighbours in document order.
+        hits = [SearchHit(id=c.chunk.doc_id, chunk=c.chunk.ord, chunks=c.chunk_ords,
+                          text=c.text, title=c.chunk.title, score=c.score, dense_rank=c.dense_rank,
                           lexical_rank=c.lexical_rank, metadata=c.chunk.metadata)
                 for c in ranked]
         timings["total"] = sum(timings.values())

@@ -60,8 +60,10 @@ class Settings(BaseSettings):
                                     "UTF-8 bytes.")
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding batch "
                                   "at ingestion.")
-    retrieval_depth: int = Field(100, ge=1, le=10_000, description="Candidates taken from each "
-                                 "of the dense and lexical searches before fusion.")
+    retrieval_depth: int = Field(200, ge=1, le=10_000, description="Chunks taken from each "
+                                 "of the dense and lexical searches before fusion (more "
+                                 "when top_k plus the ranker's pool of 50 is more): up to "
+                                 "this many, the first results do not depend on top_k.")
     fusion: Literal["convex", "rrf"] = Field(
         "convex", description="How dense and lexical document results are fused: 'convex' "
         "averages their scores, each scaled by the best score of its list; 'rrf' uses "
