@@ -51,6 +51,7 @@ from contextd.pipeline import AssemblePipeline
 from contextd.protocols import Embedder, Summariser
 from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
+from contextd.runtime import runtime_of
 from contextd.sessions import SessionService
 from contextd.settings import Settings
 from contextd.timings import timed
@@ -305,7 +306,8 @@ class Engine:
         for name in self.registry.names():
             try:
                 with self.registry.lease(name):
-                    infos.append(NamespaceInfo(**self.registry.get(name).info()))
+                    infos.append(NamespaceInfo(**self.registry.get(name).info(),
+                                               embedder_runtime=runtime_of(self.embedder)))
             except (ContextdError, OSError, sqlite3.Error) as exc:
                 # One namespace that cannot be opened is its own problem, not every caller's.
                 log.warning("namespace %s is unavailable: %s", name, exc)

@@ -318,6 +318,9 @@ class NamespaceInfo(BaseModel):
     index_recall: float | None = Field(None, description="Recall@10 against exact search, "
                                        "measured when the approximate index was built; null "
                                        "while search is exact.")
+    embedder_runtime: str | None = Field(None, description="Runtime embedding queries and "
+                                         "documents in this process (e.g. onnx-int8, "
+                                         "onnx-fp32): chosen from the CPU unless set.")
 
 
 # --------------------------------------------------------------------------- search

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contextd.errors import Unavailable
+from contextd.runtime import runtime_of
 from contextd.server.metrics import CONTENT_TYPE
 from contextd.server.problems import problem_responses
 
@@ -14,6 +15,8 @@ router = APIRouter(tags=["operations"])
 
 class Status(BaseModel):
     status: str
+    embedder_runtime: str | None = Field(None, description="Runtime embedding queries and "
+                                         "documents (readyz only).")
 
 
 @router.get("/healthz", response_model=Status)
@@ -30,7 +33,7 @@ async def readyz(request: Request) -> Status:
         raise Unavailable(f"warm-up failed: {state.warm_error}")
     if not state.warmed.is_set() or state.engine_closed:
         raise Unavailable("warming up: the model, tokenizer and indexes are loading")
-    return Status(status="ready")
+    return Status(status="ready", embedder_runtime=runtime_of(state.engine.embedder))
 
 
 @router.get("/metrics", response_class=Response,
