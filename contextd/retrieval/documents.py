@@ -12,7 +12,7 @@ that consecutive chunks share (chunking overlaps them) appear once when the part
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from contextd.chunking import split_sentences
 from contextd.store.records import ChunkRow
@@ -23,15 +23,17 @@ NEIGHBOUR_SHARE = 0.5
 
 
 def collapse(
-    chunks: Sequence[tuple[str, int, float, float]], neighbours: int = 1,
-    share: float = NEIGHBOUR_SHARE,
+    chunks: Iterable[tuple[str, int, float, float]], neighbours: int = 1,
+    share: float = NEIGHBOUR_SHARE, limit: int | None = None,
 ) -> list[tuple[str, int, list[int]]]:
     """Documents in rank order, each with its best chunk number and the chunk numbers to show,
     in document order.
 
     `chunks` holds (document id, chunk number, document score, chunk score), best document
     first and, within a document, best chunk first. Up to `neighbours` chunks on each side of
-    the best join when they are contiguous with it and score at least `share` of it.
+    the best join when they are contiguous with it and score at least `share` of it. With
+    `limit`, only the first `limit` documents are kept; `chunks` must then hold each
+    document's chunks together (as ranked chunk lists do), and is read no further.
 
         >>> collapse([("a", 3, 1.0, 0.9), ("a", 5, 1.0, 0.8), ("a", 2, 1.0, 0.5)])
         [('a', 3, [2, 3])]
@@ -40,6 +42,8 @@ def collapse(
     best_of: dict[str, int] = {}
     document_score: dict[str, float] = {}
     for doc, ord_, doc_score, chunk_score in chunks:
+        if limit is not None and doc not in best_of and len(best_of) == limit:
+            break
         best_of.setdefault(doc, ord_)
         by_document.setdefault(doc, {}).setdefault(ord_, chunk_score)
         document_score.setdefault(doc, doc_score)

@@ -124,9 +124,11 @@ def fused_scores(
 
 def ordered_chunks(document_score: dict[str, float], chunk_score: dict[int, float],
                    document_of: dict[int, str]) -> list[int]:
-    """Chunk ids by their document's score, then their own, then id (a total order)."""
+    """Chunk ids by their document's score, then their own, then id (a total order); a
+    document's chunks stay together even when another document has the same score."""
     return sorted((cid for cid in chunk_score if cid in document_of),
-                  key=lambda cid: (-document_score[document_of[cid]], -chunk_score[cid], cid))
+                  key=lambda cid: (-document_score[document_of[cid]], document_of[cid],
+                                   -chunk_score[cid], cid))
 
 
 @dataclass
@@ -193,8 +195,9 @@ class HybridRetriever:
         document_score, chunk_score = fused_scores(rankings, weights, document_of, self.fusion,
                                                    self.rrf_k)
         ordered = ordered_chunks(document_score, chunk_score, document_of)
-        documents = collapse([(places[c][0], places[c][1], document_score[places[c][0]],
-                               chunk_score[c]) for c in ordered], self.neighbours)[:k]
+        # `ordered` keeps each document's chunks together: only the first k documents are read.
+        documents = collapse(((places[c][0], places[c][1], document_score[places[c][0]],
+                               chunk_score[c]) for c in ordered), self.neighbours, limit=k)
         chunk_id = {places[c]: c for c in ordered}
         # Only the shown chunks are read back: rows carry text and vectors.
         rows = ns.store.chunks([chunk_id[(doc, o)] for doc, _, ords in documents for o in ords])

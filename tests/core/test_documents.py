@@ -134,3 +134,9 @@ def test_the_first_results_do_not_depend_on_how_many_were_asked_for(many_documen
     assert [(h.id, h.chunks, h.score) for h in few] == \
         [(h.id, h.chunks, h.score) for h in many[:small]]
     assert len({h.id for h in many}) == len(many)
+
+
+def test_collapse_with_a_limit_keeps_the_first_documents_whole() -> None:
+    ranked = [("a", 1, 0.9, 1.0), ("a", 2, 0.9, 0.9), ("b", 0, 0.8, 1.0), ("c", 0, 0.7, 1.0)]
+    assert collapse(ranked, limit=2) == collapse(ranked)[:2] == [("a", 1, [1, 2]),
+                                                                 ("b", 0, [0])]
