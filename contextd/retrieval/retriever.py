@@ -126,9 +126,16 @@ def ordered_chunks(document_score: dict[str, float], chunk_score: dict[int, floa
                    document_of: dict[int, str]) -> list[int]:
     """Chunk ids by their document's score, then their own, then id (a total order); a
     document's chunks stay together even when another document has the same score."""
-    return sorted((cid for cid in chunk_score if cid in document_of),
-                  key=lambda cid: (-document_score[document_of[cid]], document_of[cid],
-                                   -chunk_score[cid], cid))
+    ids = [cid for cid in chunk_score if cid in document_of]
+    # A document's place among equals: its best chunk's (score, then id), unique per document.
+    lead: dict[str, tuple[float, int]] = {}
+    for cid in ids:
+        key = (-chunk_score[cid], cid)
+        doc = document_of[cid]
+        if doc not in lead or key < lead[doc]:
+            lead[doc] = key
+    return sorted(ids, key=lambda cid: (-document_score[document_of[cid]],
+                                        lead[document_of[cid]], -chunk_score[cid], cid))
 
 
 @dataclass
