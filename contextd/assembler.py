@@ -37,6 +37,9 @@ class BlockItem:
     cuttable: bool = False
     render: Callable[[int, str], str] | None = None  # (number, text) -> entry text
     payload: Any = None
+    # A shorter entry standing in for this one when it does not fit whole (a document's best
+    # chunk without its neighbours), tried before cutting.
+    fallback: BlockItem | None = None
 
 
 @dataclass
@@ -66,10 +69,15 @@ def pack_block(
     used = base
     taken: list[PackedItem] = []
     dropped: list[tuple[BlockItem, int]] = []
-    for item in items:
+    for listed in items:
         number = len(taken) + 1
+        item = listed
         text = _render(item, number, item.text)
-        cost = counter.count("\n\n" + text)
+        cost = whole = counter.count("\n\n" + text)
+        while used + cost > budget and item.fallback is not None:
+            item = item.fallback
+            text = _render(item, number, item.text)
+            cost = counter.count("\n\n" + text)
         if used + cost <= budget:
             taken.append(PackedItem(item, text, cost, False))
             used += cost
@@ -79,7 +87,7 @@ def pack_block(
             taken.append(PackedItem(item, part[0], part[1], True))
             used += part[1]
         else:
-            dropped.append((item, cost))
+            dropped.append((listed, whole))
     while taken:
         content = _join(header, taken)
         exact = message_tokens({"role": role, "content": content}, counter)

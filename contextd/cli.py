@@ -122,13 +122,13 @@ def cmd_eval_beir(args: argparse.Namespace) -> int:
 
     with _engine(args, profile=args.profile) as engine:
         report = run_beir(engine, args.dataset, mode=args.mode, namespace=args.eval_namespace,
-                          progress=not args.quiet)
+                          progress=not args.quiet, top_k=args.top_k)
     report["profile"] = args.profile or "default"
     _write_report(report, args.out)
     m, q, i = report["metrics"], report["query_ms"], report["ingest"]
-    print(f"{report['profile']} {report['mode']}: nDCG@10 {m['ndcg@10']:.4f}  "
-          f"recall@10 {m['recall@10']:.4f}  "
-          f"recall@100 {m['recall@100']:.4f}  MRR@10 {m['mrr@10']:.4f}  "
+    print(f"{report['profile']} {report['mode']}, top {report['top_k']}: "
+          f"nDCG@10 {m['ndcg@10']:.4f}  recall@10 {m['recall@10']:.4f}  MRR@10 {m['mrr@10']:.4f}  "
+          f"recall@100 {m['recall@100']:.4f} (top 100)  "
           f"query p50 {q['p50']} ms p95 {q['p95']} ms  ingest {i['documents_per_s']} docs/s "
           f"({i['embedded']} embedded, {i['cached']} cached)")
     return 0
@@ -424,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "search", cmd_search, "retrieve and rank chunks for a query",
                     namespace, as_json)
     p.add_argument("query")
-    p.add_argument("--top-k", type=int, default=10, help="chunks to return")
+    p.add_argument("--top-k", type=int, default=10,
+                   help="documents to return (a document's chunks count once)")
     p.add_argument("--mode", choices=modes, default="hybrid", help=mode_help)
 
     p = add_command(sub, "assemble", cmd_assemble, "assemble prompt messages for a query",
@@ -471,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "dataset folder", quiet)
     p.add_argument("dataset", help="folder with corpus.jsonl, queries.jsonl, qrels/test.tsv")
     p.add_argument("--mode", choices=modes, default="hybrid", help=mode_help)
+    p.add_argument("--top-k", type=int, default=10, help="documents asked for per query, the "
+                   "operating point of the headline metrics (recall@100 always asks for 100)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.add_argument("--eval-namespace", default=None,
                    help="namespace to ingest into (default: beir-<folder name>)")

@@ -6,15 +6,18 @@ Both satisfy `contextd.protocols.Embedder` and return L2-normalised float32 rows
     >>> emb.embed(["solar panels", "solar panel"]).shape
     (2, 384)
 
-The real model runs on one of two runtimes. ``"auto"`` (the default) exports the weights once to
-ONNX Runtime in fp32 and caches the file under ``cache_dir``: the same function as PyTorch to
-float rounding (cosine >= 0.9999996), with a fraction of PyTorch's per-call overhead, so one
-short query embeds in ~10 ms instead of ~25 ms on two cores (benchmarks/RESULTS.md); if the
-export or the runtime fails it logs a warning and uses PyTorch. ``"torch"`` runs the weights as
-shipped through sentence-transformers. ``"onnx"`` is ONNX Runtime with int8 weights: faster only
-on CPUs with int8 dot-product instructions (VNNI), and it moves vectors slightly
-(cosine ~0.995 to fp32). Model ids name the function, not the runtime: PyTorch and ONNX
-Runtime fp32 share ``all-MiniLM-L6-v2/fp32/len256``, so their vectors share the cache.
+The real model runs on one of four runtimes (`contextd.runtime`). ``"onnx-fp32"`` exports the
+weights once to ONNX Runtime in fp32 and caches the file under ``cache_dir``: the same function
+as PyTorch to float rounding (cosine >= 0.9999996), with a fraction of PyTorch's per-call
+overhead (benchmarks/RESULTS.md). ``"onnx-int8"`` is ONNX Runtime with int8 weights: faster on
+CPUs with int8 dot-product instructions (VNNI), and it moves vectors slightly (cosine ~0.995 to
+fp32). ``"torch-fp32"`` runs the weights as shipped through sentence-transformers, and
+``"torch-bf16"`` runs them in bfloat16 (fast with AVX-512 BF16 or AMX). ``"auto"`` (the
+default) picks one from the CPU's instructions, among those measured within 0.005 dense nDCG@10
+of fp32 (`contextd.runtime.choose_runtime`). If an ONNX export or ONNX Runtime fails it logs a
+warning and uses PyTorch fp32. Model ids name the function, not the runtime: PyTorch and ONNX
+Runtime fp32 share ``all-MiniLM-L6-v2/fp32/len256``, so their vectors share the cache; every
+runtime's vectors share a namespace (they are the same model).
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from contextd.runtime import RUNTIMES, choose_runtime, explain
+
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "torch", "onnx"]
+Backend = Literal["auto", "torch", "onnx", "onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16"]
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_DIM = 384
@@ -93,6 +98,10 @@ class HashEmbedder:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def runtime(self) -> str:
+        return "hash"
 
     def warm_up(self) -> None:
         """Nothing to load; present for the protocol."""
@@ -314,12 +323,14 @@ class SentenceTransformerEmbedder:
         max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
         quantize: bool = True,
     ) -> None:
-        if backend not in ("auto", "torch", "onnx"):
-            raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
+        if backend not in ("auto", "torch", "onnx", *RUNTIMES):
+            raise ValueError(f"backend must be 'auto', 'torch', 'onnx' or one of "
+                             f"{', '.join(RUNTIMES)}, got {backend!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self._model_path = Path(model_path) if model_path is not None else None
-        self._requested = backend
+        self._requested = _runtime_for(backend, quantize)
+        self.chosen_by_cpu = backend == "auto"
         self._batch_size = batch_size
         self._threads = threads or default_threads()
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -335,27 +346,38 @@ class SentenceTransformerEmbedder:
 
     @property
     def backend(self) -> str:
-        """The runtime in use: "torch-fp32", "onnx-fp32" or "onnx-int8" (loads the model)."""
-        if self._requested == "torch":
-            return "torch-fp32"
+        """The runtime in use: "onnx-fp32", "onnx-int8", "torch-fp32" or "torch-bf16" (loads
+        the model when an ONNX runtime was asked for: it may have fallen back to PyTorch)."""
+        if self._requested.startswith("torch"):
+            return self._requested
         self.warm_up()
         assert self._backend is not None
         return self._backend
+
+    @property
+    def runtime(self) -> str:
+        """The runtime serving, or the one that will once loaded (does not load the model)."""
+        return self._backend or self._requested
+
+    @property
+    def requested(self) -> str:
+        """The runtime asked for (or chosen from the CPU), before any fallback."""
+        return self._requested
 
     @property
     def model_id(self) -> str:
         """Model, precision and max length: the function the vectors come from.
 
         fp32 on PyTorch and on ONNX Runtime compute the same function, so they share an id
-        (known without loading); int8 is another function.
+        (known without loading); int8 and bf16 are other functions.
 
         >>> SentenceTransformerEmbedder(backend="torch").model_id
         'all-MiniLM-L6-v2/fp32/len256'
         """
-        if self._requested == "onnx" and self._quantize:
+        if self._requested == "onnx-int8":
             precision = self.backend.rsplit("-", 1)[1]  # "fp32" when it fell back to torch
         else:
-            precision = "fp32"
+            precision = self._requested.rsplit("-", 1)[1]
         return f"{MODEL_NAME}/{precision}/len{self._max_seq_length}"
 
     def warm_up(self) -> None:
@@ -377,8 +399,8 @@ class SentenceTransformerEmbedder:
     def _load(self) -> None:
         _force_offline()
         model_path = self._model_path or bundled_model_path()
-        if self._requested in ("auto", "onnx"):
-            quantize = self._requested == "onnx" and self._quantize
+        if self._requested.startswith("onnx"):
+            quantize = self._requested == "onnx-int8"
             try:
                 onnx_file = ensure_onnx_model(model_path, self._cache_dir, quantize)
                 model = OnnxSentenceModel(
@@ -387,13 +409,13 @@ class SentenceTransformerEmbedder:
             except Exception as exc:  # noqa: BLE001 - any failure means: use torch instead
                 logger.warning("ONNX Runtime unavailable (%s); falling back to PyTorch", exc)
             else:
-                self._backend = "onnx-int8" if quantize else "onnx-fp32"
+                self._backend = self._requested
                 batch = self._batch_size
                 self._runner = lambda texts: model.encode(texts, batch_size=batch)
                 return
-        self._load_torch(model_path)
+        self._load_torch(model_path, bf16=self._requested == "torch-bf16")
 
-    def _load_torch(self, model_path: Path) -> None:
+    def _load_torch(self, model_path: Path, bf16: bool = False) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -401,11 +423,32 @@ class SentenceTransformerEmbedder:
         # Any: encode's many overloads defeat type inference for this simple call.
         model: Any = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         model.max_seq_length = self._max_seq_length
+        if bf16:
+            model = model.to(torch.bfloat16)  # oneDNN runs bf16 matrix products on AMX / BF16
         opts = {"batch_size": self._batch_size, "show_progress_bar": False}
 
         def run(texts: list[str]) -> np.ndarray:
             with torch.inference_mode():
-                return model.encode(texts, normalize_embeddings=True, **opts)
+                out = model.encode(texts, convert_to_tensor=True, **opts).float()
+                # Normalised in fp32: bf16 rounding would leave rows slightly off unit length.
+                return torch.nn.functional.normalize(out, dim=1).numpy()
 
-        self._backend = "torch-fp32"
+        self._backend = "torch-bf16" if bf16 else "torch-fp32"
         self._runner = run
+
+
+def _runtime_for(backend: str, quantize: bool = True) -> str:
+    """The runtime a `backend` setting names; "auto" is this CPU's choice.
+
+        >>> _runtime_for("torch"), _runtime_for("onnx"), _runtime_for("onnx", quantize=False)
+        ('torch-fp32', 'onnx-int8', 'onnx-fp32')
+    """
+    if backend == "auto":
+        chosen = choose_runtime()
+        logger.info("embedding runtime chosen from the CPU: %s", explain(chosen))
+        return chosen
+    if backend == "torch":
+        return "torch-fp32"
+    if backend == "onnx":
+        return "onnx-int8" if quantize else "onnx-fp32"
+    return backend

@@ -51,6 +51,7 @@ from contextd.profiles import ProfileRouter
 from contextd.protocols import Embedder, Summariser
 from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
+from contextd.runtime import runtime_of
 from contextd.sessions import SessionService
 from contextd.settings import Settings
 from contextd.store.idempotency import IdempotencyKey, as_key
@@ -297,8 +298,9 @@ class Engine:
                                                  req.mode, lexical=lexical)
         with timed(timings, "ranking"):
             ranked, _ = self.ranker.rank(candidates, req.top_k)
-        hits = [SearchHit(id=c.chunk.doc_id, chunk=c.chunk.ord, text=c.chunk.text,
-                          title=c.chunk.title, score=c.score, dense_rank=c.dense_rank,
+        # One hit per document: its best chunk, and the relevant neighbours in document order.
+        hits = [SearchHit(id=c.chunk.doc_id, chunk=c.chunk.ord, chunks=c.chunk_ords,
+                          text=c.text, title=c.chunk.title, score=c.score, dense_rank=c.dense_rank,
                           lexical_rank=c.lexical_rank, metadata=c.chunk.metadata)
                 for c in ranked]
         timings["total"] = sum(timings.values())
@@ -352,7 +354,8 @@ class Engine:
         for name in self.registry.names():
             try:
                 with self.registry.lease(name):
-                    infos.append(NamespaceInfo(**self.registry.get(name).info()))
+                    infos.append(NamespaceInfo(**self.registry.get(name).info(),
+                                               embedder_runtime=runtime_of(self.embedder)))
             except (ContextdError, OSError, sqlite3.Error) as exc:
                 # One namespace that cannot be opened is its own problem, not every caller's.
                 log.warning("namespace %s is unavailable: %s", name, exc)

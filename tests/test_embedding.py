@@ -186,7 +186,8 @@ def test_onnx_falls_back_to_torch_when_export_fails(tmp_path, monkeypatch, caplo
 
 
 def test_fp32_ids_name_the_function_and_need_no_loading(tmp_path) -> None:
-    auto = SentenceTransformerEmbedder(cache_dir=tmp_path, max_seq_length=128)
+    auto = SentenceTransformerEmbedder(backend="onnx-fp32", cache_dir=tmp_path,
+                                       max_seq_length=128)
     torch = SentenceTransformerEmbedder(backend="torch", cache_dir=tmp_path, max_seq_length=128)
     assert auto.model_id == torch.model_id == "all-MiniLM-L6-v2/fp32/len128"
     assert list(tmp_path.iterdir()) == []
@@ -195,13 +196,13 @@ def test_fp32_ids_name_the_function_and_need_no_loading(tmp_path) -> None:
 
 @pytest.fixture(scope="session")
 def auto_embedder(onnx_cache: Path) -> SentenceTransformerEmbedder:
-    emb = SentenceTransformerEmbedder(cache_dir=onnx_cache)
+    emb = SentenceTransformerEmbedder(backend="onnx-fp32", cache_dir=onnx_cache)
     emb.warm_up()
     return emb
 
 
 @pytest.mark.model
-def test_auto_runs_onnx_fp32_with_the_vectors_of_torch(torch_embedder, auto_embedder) -> None:
+def test_onnx_fp32_gives_the_vectors_of_torch(torch_embedder, auto_embedder) -> None:
     assert auto_embedder.backend == "onnx-fp32"
     assert auto_embedder.model_id == torch_embedder.model_id  # so they share the cache
     reference = torch_embedder.embed(SENTENCES)
@@ -212,13 +213,26 @@ def test_auto_runs_onnx_fp32_with_the_vectors_of_torch(torch_embedder, auto_embe
 
 
 @pytest.mark.model
-def test_auto_falls_back_to_torch_when_onnx_runtime_fails(tmp_path, monkeypatch, caplog) -> None:
+def test_onnx_fp32_falls_back_to_torch_when_onnx_runtime_fails(tmp_path, monkeypatch,
+                                                               caplog) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("no onnxruntime here")
 
     monkeypatch.setattr(embedding, "OnnxSentenceModel", broken)
-    emb = SentenceTransformerEmbedder(cache_dir=tmp_path)
+    emb = SentenceTransformerEmbedder(backend="onnx-fp32", cache_dir=tmp_path)
     with caplog.at_level(logging.WARNING, logger="contextd.embedding"):
         assert emb.backend == "torch-fp32"
     assert "no onnxruntime here" in caplog.text
     assert emb.model_id == "all-MiniLM-L6-v2/fp32/len256"
+
+
+@pytest.mark.model
+def test_bf16_vectors_are_interchangeable_with_fp32(torch_embedder) -> None:
+    bf16 = SentenceTransformerEmbedder(backend="torch-bf16")
+    assert bf16.backend == "torch-bf16"
+    assert bf16.model_id == "all-MiniLM-L6-v2/bf16/len256"  # its own cache key, same family
+    reference = torch_embedder.embed(SENTENCES)
+    vectors = bf16.embed(SENTENCES)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (np.sum(reference * vectors, axis=1) > 0.999).all()

@@ -3,7 +3,10 @@
 Maximal marginal relevance (Carbonell and Goldstein, 1998) picks, at each step, the candidate
 maximising lambda * relevance - (1 - lambda) * max similarity to those already picked.
 Candidates nearly identical to a picked one (cosine >= `duplicate_threshold`) are set aside as
-near-duplicates.
+near-duplicates. Candidates are documents, compared by their best chunks.
+
+MMR looks at the first `pool` candidates whatever `top_k` is, and candidates after the pool
+follow in their fused order: so the first results do not depend on how many were asked for.
 
     >>> ranker = MMRRanker(lambda_=0.7)
     >>> ranked, duplicates = ranker.rank(candidates, top_k=8)  # doctest: +SKIP
@@ -37,15 +40,21 @@ class MMRRanker:
     pool: int = 50
 
     def pool_size(self, top_k: int) -> int:
-        """How many fused candidates the ranker looks at for `top_k` results."""
-        return max(self.pool, top_k)
+        """How many fused candidates the ranker needs for `top_k` results: its pool, and as
+        many after it for when near-duplicates leave the pool short.
+
+            >>> MMRRanker(pool=50).pool_size(10)
+            60
+        """
+        return self.pool + top_k
 
     def rank(
         self, candidates: list[Candidate], top_k: int
     ) -> tuple[list[Candidate], list[Candidate]]:
         if top_k <= 0 or not candidates:
             return [], []
-        pool = candidates[: self.pool_size(top_k)]
+        # A fixed pool, not one sized by top_k: the relevance scaling below depends on it.
+        pool = candidates[: self.pool]
         vectors = np.vstack([c.chunk.embedding for c in pool])
         cosine = vectors @ vectors.T
         # Only redundancy costs: relevant chunks on one topic are alike, and that is no reason
@@ -75,4 +84,7 @@ class MMRRanker:
             picked.append(choice)
             np.maximum(max_sim, similarity[choice], out=max_sim)
             np.maximum(max_cos, cosine[choice], out=max_cos)
-        return [pool[i] for i in picked], [pool[i] for i in duplicates]
+        ranked = [pool[i] for i in picked]
+        if len(ranked) < top_k:  # the pool is spent: the rest in fused order
+            ranked += candidates[len(pool): len(pool) + top_k - len(ranked)]
+        return ranked, [pool[i] for i in duplicates]

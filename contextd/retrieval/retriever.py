@@ -1,7 +1,10 @@
 """Hybrid retriever: dense (FAISS) and lexical (FTS5 bm25) candidates fused by document.
 
-Metadata filters restrict both searches before their top-k cut, so a filter never yields
-fewer results than exist.
+Results are documents (see `contextd.retrieval.documents`): each candidate is one document,
+with its best chunk and the neighbouring chunks that are relevant too. Metadata filters
+restrict both searches before their top-k cut, so a filter never yields fewer results than
+exist. How many chunks each search returns does not depend on `k` up to `depth` documents, so
+the first results are the same whatever `k` was asked for.
 
     >>> retriever = HybridRetriever()
     >>> candidates = retriever.retrieve(ns, query_vector, "vitamin d", k=50)  # doctest: +SKIP
@@ -15,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from contextd.retrieval.documents import collapse, join_parts
 from contextd.retrieval.fusion import fuse_rrf, fuse_scores
 from contextd.retrieval.lexical import fts_query, query_terms
 from contextd.store.protocols import NamespaceHandle
@@ -23,10 +27,28 @@ from contextd.store.records import ChunkRow
 
 @dataclass
 class Candidate:
+    """One document found: its best `chunk` and the `parts` shown (document order; the best
+    chunk alone when empty). Ranks are the best chunk's."""
+
     chunk: ChunkRow
     score: float
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    parts: tuple[ChunkRow, ...] = ()
+
+    @property
+    def shown(self) -> tuple[ChunkRow, ...]:
+        """The chunks shown for this document, in document order."""
+        return self.parts or (self.chunk,)
+
+    @property
+    def text(self) -> str:
+        """The shown chunks' text, shared sentences once."""
+        return join_parts(self.shown) if self.parts else self.chunk.text
+
+    @property
+    def chunk_ords(self) -> list[int]:
+        return [p.ord for p in self.shown]
 
 
 class Retriever(Protocol):
@@ -61,6 +83,23 @@ def fuse_by_document(
         >>> [(cid, round(score, 4)) for cid, score in fused]
         [(1, 1.0), (2, 1.0), (3, 0.1111)]
     """
+    document_score, chunk_score = fused_scores(rankings, weights, document_of, fusion, k)
+    ordered = ordered_chunks(document_score, chunk_score, document_of)
+    # Mostly the document's score, a millionth the chunk's own: still in [0, 1] for convex.
+    return [(cid, (1 - 1e-6) * document_score[document_of[cid]] + 1e-6 * chunk_score[cid])
+            for cid in ordered]
+
+
+def fused_scores(
+    rankings: list[list[tuple[int, float]]], weights: list[float], document_of: dict[int, str],
+    fusion: Fusion = "convex", k: float = 60.0,
+) -> tuple[dict[str, float], dict[int, float]]:
+    """(document id -> fused score, chunk id -> fused score) of `rankings`; see
+    `fuse_by_document`.
+
+        >>> fused_scores([[(1, 0.9), (2, 0.45)]], [1.0], {1: "a", 2: "a"})
+        ({'a': 1.0}, {1: 1.0, 2: 0.5})
+    """
     if fusion == "rrf":
         ids = [[c for c, _ in ranking] for ranking in rankings]
         documents = [list(dict.fromkeys(document_of[c] for c in r if c in document_of))
@@ -80,21 +119,36 @@ def fuse_by_document(
         chunk_score = dict(fuse_scores([dict(r) for r in rankings], weights))
     else:
         raise ValueError(f"fusion must be 'convex' or 'rrf', got {fusion!r}")
-    ordered = sorted(
-        (cid for cid in chunk_score if cid in document_of),
-        key=lambda cid: (-document_score[document_of[cid]], -chunk_score[cid], cid))
-    # Mostly the document's score, a millionth the chunk's own: still in [0, 1] for convex.
-    return [(cid, (1 - 1e-6) * document_score[document_of[cid]] + 1e-6 * chunk_score[cid])
-            for cid in ordered]
+    return document_score, chunk_score
+
+
+def ordered_chunks(document_score: dict[str, float], chunk_score: dict[int, float],
+                   document_of: dict[int, str]) -> list[int]:
+    """Chunk ids by their document's score, then their own, then id (a total order); a
+    document's chunks stay together even when another document has the same score."""
+    ids = [cid for cid in chunk_score if cid in document_of]
+    # A document's place among equals: its best chunk's (score, then id), unique per document.
+    lead: dict[str, tuple[float, int]] = {}
+    for cid in ids:
+        key = (-chunk_score[cid], cid)
+        doc = document_of[cid]
+        if doc not in lead or key < lead[doc]:
+            lead[doc] = key
+    return sorted(ids, key=lambda cid: (-document_score[document_of[cid]],
+                                        lead[document_of[cid]], -chunk_score[cid], cid))
 
 
 @dataclass
 class HybridRetriever:
-    """Fuses dense and lexical rankings of `depth` candidates each by document (weighted convex
-    combination of scores, or RRF; see `fuse_by_document`) and returns the best `k` fused
-    candidates."""
+    """Fuses dense and lexical rankings of chunks by document (weighted convex combination of
+    scores, or RRF; see `fuse_by_document`) and returns the best `k` documents, each with its
+    best chunk and its relevant neighbours (`neighbours` on each side at most).
 
-    depth: int = 100
+    Each search returns `depth` chunks, or `k` when more documents are asked for, so up to
+    `depth` documents the results do not depend on `k`: the first ten of a top 100 are the
+    top 10."""
+
+    depth: int = 200
     fusion: Fusion = "convex"
     rrf_k: float = 60.0
     dense_weight: float = 1.0
@@ -102,14 +156,23 @@ class HybridRetriever:
     title_weight: float = 1.0
     common_term_share: float = 0.2
     common_term_min_chunks: int = 2_000
+    neighbours: int = 1
+
+    def chunk_depth(self, k: int) -> int:
+        """Chunks each search returns for `k` documents: `depth`, or `k` when more.
+
+            >>> HybridRetriever(depth=200).chunk_depth(10), HybridRetriever().chunk_depth(300)
+            (200, 300)
+        """
+        return max(self.depth, k)
 
     def lexical(
         self, ns: NamespaceHandle, query: str, k: int, filters: dict[str, Any] | None = None,
     ) -> list[tuple[int, float]]:
-        """The bm25 half of `retrieve`: (chunk id, score) best first. It needs no query vector,
-        so it can run while the query is being embedded."""
+        """The bm25 half of `retrieve` for `k` documents: (chunk id, score) best first. It
+        needs no query vector, so it can run while the query is being embedded."""
         return ns.store.lexical_search(
-            fts_query(query, self._distinctive_terms(ns, query)), max(self.depth, k), filters,
+            fts_query(query, self._distinctive_terms(ns, query)), self.chunk_depth(k), filters,
             title_weight=self.title_weight)
 
     def retrieve(
@@ -117,9 +180,9 @@ class HybridRetriever:
         filters: dict[str, Any] | None = None, mode: str = "hybrid",
         lexical: list[tuple[int, float]] | None = None,
     ) -> list[Candidate]:
-        """The best `k` fused candidates; `lexical` is a `lexical()` result already computed
-        for the same query, k and filters."""
-        depth = max(self.depth, k)
+        """The best `k` documents; `lexical` is a `lexical()` result already computed for the
+        same query, k and filters."""
+        depth = self.chunk_depth(k)
         allowed = ns.store.filtered_chunk_ids(filters) if filters else None
         if allowed is not None and len(allowed) == 0:
             return []
@@ -134,17 +197,30 @@ class HybridRetriever:
             lexical = self.lexical(ns, query, k, filters)
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
-        document_of = ns.store.chunk_documents({cid for r in rankings for cid, _ in r})
-        fused = fuse_by_document(rankings, weights, document_of, self.fusion, self.rrf_k)[:k]
-        # Only the best `k` fused candidates are read back: rows carry text and vectors.
-        rows = ns.store.chunks([cid for cid, _ in fused])
+        places = ns.store.chunk_places({cid for r in rankings for cid, _ in r})
+        document_of = {cid: place[0] for cid, place in places.items()}
+        document_score, chunk_score = fused_scores(rankings, weights, document_of, self.fusion,
+                                                   self.rrf_k)
+        ordered = ordered_chunks(document_score, chunk_score, document_of)
+        # `ordered` keeps each document's chunks together: only the first k documents are read.
+        documents = collapse(((places[c][0], places[c][1], document_score[places[c][0]],
+                               chunk_score[c]) for c in ordered), self.neighbours, limit=k)
+        chunk_id = {places[c]: c for c in ordered}
+        # Only the shown chunks are read back: rows carry text and vectors.
+        rows = ns.store.chunks([chunk_id[(doc, o)] for doc, _, ords in documents for o in ords])
         dense_rank = {cid: r for r, (cid, _) in enumerate(dense, start=1)}
         lexical_rank = {cid: r for r, (cid, _) in enumerate(lexical, start=1)}
-        return [
-            Candidate(rows[cid], score, dense_rank.get(cid), lexical_rank.get(cid))
-            for cid, score in fused
-            if cid in rows  # a chunk deleted between the searches and this read
-        ]
+        out: list[Candidate] = []
+        for doc, best_ord, ords in documents:
+            best = chunk_id[(doc, best_ord)]
+            shown = tuple(rows[cid] for o in ords if (cid := chunk_id[(doc, o)]) in rows)
+            if best not in rows:  # a chunk deleted between the searches and this read
+                continue
+            # Mostly the document's score, a millionth its best chunk's: in [0, 1] for convex.
+            score = (1 - 1e-6) * document_score[doc] + 1e-6 * chunk_score[best]
+            out.append(Candidate(rows[best], score, dense_rank.get(best), lexical_rank.get(best),
+                                 parts=shown if len(shown) > 1 else ()))
+        return out
 
     def _distinctive_terms(self, ns: NamespaceHandle, query: str) -> list[str]:
         """Query terms without those found in more than `common_term_share` of the chunks.

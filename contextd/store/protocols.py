@@ -60,6 +60,10 @@ class DocumentStore(Protocol):
 
     def chunk_documents(self, ids: set[int] | Sequence[int]) -> dict[int, str]: ...
 
+    def chunk_places(self, ids: set[int] | Sequence[int]) -> dict[int, tuple[str, int]]:
+        """(document id, chunk number) of each chunk id that still exists."""
+        ...
+
     def filtered_chunk_ids(self, filters: Filter | dict[str, Any]) -> np.ndarray:
         """Ids of the chunks whose document matches `filters`."""
         ...

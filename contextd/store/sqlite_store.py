@@ -221,6 +221,18 @@ class SqliteStore:
                 f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", part).fetchall())
         return out
 
+    def chunk_places(self, ids: set[int] | Sequence[int]) -> dict[int, tuple[str, int]]:
+        """(document id, chunk number) of each chunk id that still exists."""
+        out: dict[int, tuple[str, int]] = {}
+        ids = list(ids)
+        conn = self.reader()
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            out.update((r[0], (r[1], r[2])) for r in conn.execute(
+                f"SELECT id, doc_id, ord FROM chunks WHERE id IN ({marks})", part))
+        return out
+
     def filtered_chunk_ids(self, filters: dict[str, Any]) -> np.ndarray:
         sql, params = compile_sqlite(filters)
         rows = self.reader().execute(

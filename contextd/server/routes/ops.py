@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contextd.errors import Unavailable
+from contextd.runtime import runtime_of
 from contextd.server.metrics import CONTENT_TYPE
 from contextd.server.problems import problem_responses
 
@@ -16,21 +17,26 @@ class Status(BaseModel):
     status: str
 
 
+class Readiness(Status):
+    embedder_runtime: str | None = Field(None, description="Runtime embedding queries and "
+                                         "documents, chosen from the CPU unless set.")
+
+
 @router.get("/healthz", response_model=Status)
 async def healthz() -> Status:
     """The process is up (it may still be warming up)."""
     return Status(status="ok")
 
 
-@router.get("/readyz", response_model=Status, responses=problem_responses(503))
-async def readyz(request: Request) -> Status:
+@router.get("/readyz", response_model=Readiness, responses=problem_responses(503))
+async def readyz(request: Request) -> Readiness:
     """Model, tokenizer and indexes are loaded and warm; 503 until then."""
     state = request.app.state
     if state.warm_error is not None:
         raise Unavailable(f"warm-up failed: {state.warm_error}")
     if not state.warmed.is_set() or state.engine_closed:
         raise Unavailable("warming up: the model, tokenizer and indexes are loading")
-    return Status(status="ready")
+    return Readiness(status="ready", embedder_runtime=runtime_of(state.engine.embedder))
 
 
 @router.get("/metrics", response_class=Response,

@@ -1,0 +1,117 @@
+"""Choosing the embedding runtime from what the CPU offers.
+
+A runtime is allowed only if its dense nDCG@10 on BEIR SciFact was measured within
+`TOLERANCE` of fp32 (`MEASURED_NDCG_LOSS`, from benchmarks/RESULTS.md, "Embedding runtime
+chosen by the CPU"). Among the allowed ones, the first in `PREFERENCE` (fastest per query
+first, as measured) whose instructions the CPU has is used: int8 needs VNNI (int8 dot
+products), bf16 needs AVX-512 BF16 or AMX; ONNX fp32 runs everywhere. Every runtime computes the
+same model, so their vectors share a namespace.
+
+As measured, int8 lost 0.0059 (over the tolerance: not chosen), and bf16 lost 0.0001 but runs on
+PyTorch, whose per-query cost is far above ONNX Runtime fp32's: it ranks after fp32, so it
+serves only when set (`CONTEXTD_EMBEDDER=torch-bf16`).
+
+    >>> choose_runtime({"avx2", "avx512_vnni", "avx512_bf16"})
+    'onnx-fp32'
+    >>> choose_runtime({"avx512_vnni"}, tolerance=0.01)
+    'onnx-int8'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+Runtime = Literal["onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16"]
+RUNTIMES: tuple[Runtime, ...] = ("onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16")
+
+# Largest loss of dense nDCG@10 against fp32 a faster runtime may have.
+TOLERANCE = 0.005
+# Dense nDCG@10 on SciFact, fp32 minus the runtime's (all-MiniLM-L6-v2, whole corpus): the
+# evidence behind the gate, measured with benchmarks/bench_embedding.py.
+# Intel Xeon (AVX-512 VNNI, AVX-512 BF16, AMX), 2026-12-02: fp32 0.6492, int8 0.6433, bf16 0.6491.
+MEASURED_NDCG_LOSS: Mapping[str, float] = {
+    "onnx-fp32": 0.0,
+    "onnx-int8": 0.0059,
+    "torch-bf16": 0.0001,
+}
+# CPU flags (as /proc/cpuinfo names them) any one of which a runtime needs.
+NEEDS: Mapping[str, frozenset[str]] = {
+    "onnx-int8": frozenset({"avx512_vnni", "avx_vnni", "amx_int8"}),
+    "torch-bf16": frozenset({"avx512_bf16", "amx_bf16"}),
+    "onnx-fp32": frozenset(),
+}
+# Fastest per query first, as measured on a CPU that has them all (p50 of one query: int8
+# 7.9 ms, ONNX fp32 18.0 ms, PyTorch bf16 773 ms on a contended machine).
+PREFERENCE: tuple[Runtime, ...] = ("onnx-int8", "onnx-fp32", "torch-bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags; empty where /proc/cpuinfo is absent (then fp32 is chosen).
+
+        >>> "sse2" in cpu_flags() or cpu_flags() == frozenset()
+        True
+    """
+    try:
+        with cpuinfo.open() as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def allowed(runtime: str, tolerance: float = TOLERANCE) -> bool:
+    """Whether `runtime`'s measured loss is within `tolerance` (unmeasured: not allowed).
+
+        >>> allowed("onnx-fp32"), allowed("onnx-int8")
+        (True, False)
+    """
+    loss = MEASURED_NDCG_LOSS.get(runtime)
+    return loss is not None and loss <= tolerance
+
+
+def choose_runtime(flags: Iterable[str] | None = None, tolerance: float = TOLERANCE) -> Runtime:
+    """The first runtime of `PREFERENCE` that is `allowed` and that the CPU (`flags`, default
+    this machine's) can run fast.
+
+        >>> choose_runtime({"avx2"})
+        'onnx-fp32'
+    """
+    have = frozenset(cpu_flags() if flags is None else flags)
+    for runtime in PREFERENCE:
+        needs = NEEDS[runtime]
+        if allowed(runtime, tolerance) and (not needs or needs & have):
+            return runtime
+    return "onnx-fp32"
+
+
+def runtime_of(embedder: object) -> str | None:
+    """The runtime an embedder serves with, without loading it; None if it does not say.
+
+        >>> from contextd.embedding import HashEmbedder
+        >>> runtime_of(HashEmbedder())
+        'hash'
+    """
+    runtime = getattr(embedder, "runtime", None)
+    return runtime if isinstance(runtime, str) else None
+
+
+def explain(runtime: str, flags: Iterable[str] | None = None) -> str:
+    """One line saying why `runtime` serves, for the log.
+
+        >>> explain("onnx-fp32", {"avx512_vnni"})
+        'onnx-fp32: runs on any CPU; dense nDCG@10 loss 0.0000 (tolerance 0.005)'
+    """
+    have = frozenset(cpu_flags() if flags is None else flags)
+    found = sorted(NEEDS.get(runtime, frozenset()) & have)
+    loss = MEASURED_NDCG_LOSS.get(runtime)
+    why = f"CPU has {', '.join(found)}" if found else "runs on any CPU"
+    measured = (f"dense nDCG@10 loss {loss:.4f} (tolerance {TOLERANCE})" if loss is not None
+                else "unmeasured")
+    return f"{runtime}: {why}; {measured}"

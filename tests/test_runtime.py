@@ -1,0 +1,93 @@
+"""The embedding runtime is chosen from the CPU's flags, among runtimes measured close to fp32."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from contextd import runtime
+from contextd.embedding import SentenceTransformerEmbedder
+from contextd.runtime import allowed, choose_runtime, cpu_flags, explain
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"}, "onnx-int8"),
+    ({"avx2", "avx_vnni"}, "onnx-int8"),
+    ({"avx2", "avx512_bf16"}, "onnx-fp32"),  # bf16 is allowed but slower per query
+    ({"avx2", "fma"}, "onnx-fp32"),
+    (set(), "onnx-fp32"),
+])
+def test_the_cpu_flags_pick_the_runtime_among_allowed_ones(flags, expected, monkeypatch) -> None:
+    monkeypatch.setitem(runtime.MEASURED_NDCG_LOSS, "onnx-int8", 0.004)  # as if within
+    assert choose_runtime(flags) == expected
+
+
+def test_the_shipped_measurements_keep_int8_out_on_every_cpu() -> None:
+    # Measured 0.0059 below fp32: over the 0.005 tolerance.
+    assert not allowed("onnx-int8") and allowed("torch-bf16")
+    assert choose_runtime({"avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}) == "onnx-fp32"
+
+
+def test_a_runtime_measured_outside_the_tolerance_is_never_chosen(monkeypatch) -> None:
+    monkeypatch.setitem(runtime.MEASURED_NDCG_LOSS, "onnx-int8", runtime.TOLERANCE + 0.001)
+    assert not allowed("onnx-int8")
+    assert choose_runtime({"avx512_vnni"}) == "onnx-fp32"
+    monkeypatch.setitem(runtime.MEASURED_NDCG_LOSS, "onnx-int8", runtime.TOLERANCE)
+    assert choose_runtime({"avx512_vnni"}) == "onnx-int8"
+    # An unmeasured runtime is not allowed either.
+    monkeypatch.delitem(runtime.MEASURED_NDCG_LOSS, "onnx-int8")
+    assert choose_runtime({"avx512_vnni"}) == "onnx-fp32"
+
+
+def test_every_preferred_runtime_was_measured_within_the_tolerance() -> None:
+    for name in runtime.PREFERENCE:
+        assert name in runtime.MEASURED_NDCG_LOSS, name
+    assert runtime.MEASURED_NDCG_LOSS["onnx-fp32"] == 0.0
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512_vnni\n")
+    assert cpu_flags(info) == {"fpu", "sse2", "avx2", "avx512_vnni"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_auto_takes_this_machines_choice_and_logs_why(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="contextd.embedding"):
+        emb = SentenceTransformerEmbedder(cache_dir=tmp_path)
+    assert emb.requested == emb.runtime == choose_runtime()
+    assert explain(emb.requested) in caplog.text
+    assert emb._runner is None  # chosen without loading anything
+
+
+def test_a_setting_overrides_the_choice(tmp_path) -> None:
+    for name in ("onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16"):
+        assert SentenceTransformerEmbedder(backend=name, cache_dir=tmp_path).runtime == name
+    assert SentenceTransformerEmbedder(backend="torch", cache_dir=tmp_path).runtime == "torch-fp32"
+
+
+def test_readyz_and_namespaces_name_the_runtime(make_engine) -> None:
+    engine = make_engine()
+    engine.upsert_documents([{"id": "a", "text": "Alpha."}])
+    assert [n.embedder_runtime for n in engine.namespaces()] == ["hash"]
+
+
+@pytest.mark.model
+def test_importing_contextd_and_serving_on_onnx_does_not_import_torch(tmp_path) -> None:
+    # The export (once per machine) needs torch: do it in this process first.
+    SentenceTransformerEmbedder(backend="onnx-int8", cache_dir=tmp_path).warm_up()
+    code = ("import sys; from contextd import Engine, Settings\n"
+            f"e = Engine({str(tmp_path / 'd')!r}, Settings(embedder='onnx-int8'))\n"
+            f"e.embedder._cache_dir = __import__('pathlib').Path({str(tmp_path)!r})\n"
+            "e.warm_up(); e.upsert_documents([{'id': 'a', 'text': 'Alpha beta.'}])\n"
+            "print(e.search('alpha').hits[0].id, e.embedder.backend, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True, env={"PYTHONPATH": str(ROOT),
+                                                    "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"})
+    assert out.stdout.split() == ["a", "onnx-int8", "False"]
