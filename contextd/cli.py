@@ -56,7 +56,7 @@ def _engine(args: argparse.Namespace, *, namespace: str | None = None,
     from contextd.namespaces import require_existing
 
     settings = settings_from(args)
-    if read_only:
+    if read_only and not settings.store:  # a database is checked when it is opened
         require_existing(Path(settings.data_dir), namespace)
     return Engine(settings=settings)
 
@@ -249,7 +249,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # Flags that set a Settings field of the same name. Their argparse default is SUPPRESS, so
 # an absent flag leaves the field to the environment, the config file, then the default.
-SETTING_FLAGS = ("data_dir", "host", "port", "log_level", "log_format")
+SETTING_FLAGS = ("data_dir", "store", "host", "port", "log_level", "log_format")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -285,6 +285,7 @@ def config_options() -> argparse.ArgumentParser:
                         help="TOML file of settings, below flags and CONTEXTD_* variables "
                         "(default: $CONTEXTD_CONFIG, else none)")
     setting_option(parent, "data_dir")
+    setting_option(parent, "store")
     return parent
 
 

@@ -86,6 +86,14 @@ class NamespaceRegistry:
         self._lifetimes: dict[str, ReadWriteLock] = {}
         self._lock = threading.RLock()
         self._cache: EmbeddingCache | None = None
+        # With a PostgreSQL store the namespaces live in the database; data_dir keeps the
+        # embedding cache only.
+        self.catalog = None
+        if settings.store:
+            from contextd.store.postgres.database import Database
+            from contextd.store.postgres.namespace import PostgresCatalog
+
+            self.catalog = PostgresCatalog(Database(settings.store))
 
     def _lifetime(self, name: str) -> ReadWriteLock:
         with self._lock:
@@ -113,11 +121,15 @@ class NamespaceRegistry:
             return self._cache
 
     def names(self) -> list[str]:
+        if self.catalog is not None:
+            return self.catalog.names()
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_dir() and (p / DB_FILE).exists())
 
     def exists(self, name: str) -> bool:
         check_namespace(name)
+        if self.catalog is not None:  # another replica may have created or deleted it
+            return self.catalog.exists(name)
         return name in self._open or (self.root / name / DB_FILE).exists()
 
     def get(self, name: str) -> NamespaceData:
@@ -138,6 +150,10 @@ class NamespaceRegistry:
     def _get(self, name: str) -> NamespaceData:
         with self._lock:
             ns = self._open.get(name)
+            if ns is None and self.catalog is not None:
+                ns = self.catalog.open(name, self.embedder.dim,
+                                       model_family(self.embedder.model_id))
+                self._open[name] = ns
             if ns is None:
                 ns = NamespaceData.open(
                     name, self.root / name, self.embedder.dim,
@@ -172,6 +188,8 @@ class NamespaceRegistry:
                 ns = self._open.pop(name, None)
             if ns is not None:
                 ns.destroy()
+            elif self.catalog is not None:
+                self.catalog.delete(name)
             else:
                 shutil.rmtree(self.root / name, ignore_errors=True)
             return True
@@ -184,3 +202,5 @@ class NamespaceRegistry:
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
+            if self.catalog is not None:
+                self.catalog.close()
