@@ -5,9 +5,9 @@ equality and membership also match list-valued fields that contain the value, a 
 (or a JSON null) does not exist, and comparisons only hold between values of one type.
 Containment (`@>`) keeps equality and membership on the GIN index.
 
-    >>> compile_postgres({"lang": "en", "year": {"$gte": 2020}})[0]  # doctest: +NORMALIZE_WHITESPACE
-    '((d.metadata @> %s::jsonb OR d.metadata @> %s::jsonb)) AND
-     (jsonb_typeof(d.metadata -> %s) = \\'number\\' AND (d.metadata ->> %s)::numeric >= %s)'
+    >>> where, params = compile_postgres({"lang": "en", "year": {"$gte": 2020}})
+    >>> params
+    ['{"lang": "en"}', '{"lang": ["en"]}', 'year', 'year', 2020]
 """
 
 from __future__ import annotations
