@@ -204,6 +204,15 @@ def cmd_namespaces_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy a data directory's namespaces into PostgreSQL, then check every count."""
+    from contextd.store.postgres.copy import copy_data_directory
+
+    report = copy_data_directory(Path(args.source), args.target, args.namespaces or None)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_sessions_list(args: argparse.Namespace) -> int:
     with _engine(args, namespace=_namespace(args), read_only=True) as engine:
         sessions = engine.list_sessions(namespace=_namespace(args))
@@ -388,6 +397,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate this many conversations, spread over the kinds of question "
                    "(a LongMemEval history is one conversation)")
     p.add_argument("--out", default=None, help="write the report as JSON here")
+
+    p = sub.add_parser("migrate", help="copy a data directory into PostgreSQL (no "
+                       "re-embedding) and verify the counts", formatter_class=HelpFormatter,
+                       description="copy a data directory's namespaces (documents with their "
+                       "vectors, sessions with their summaries) into PostgreSQL and verify "
+                       "the counts")
+    p.set_defaults(func=cmd_migrate)
+    p.add_argument("--from", dest="source", required=True, metavar="DATA_DIR",
+                   help="the data directory to copy (SQLite + FAISS)")
+    p.add_argument("--to", dest="target", required=True, metavar="URL",
+                   help="postgresql:// URL of the target database")
+    p.add_argument("--namespace", dest="namespaces", action="append", default=[],
+                   help="copy only this namespace (repeatable; default: all)")
 
     p = add_command(sub, "serve", cmd_serve, "run the HTTP service")
     for name in ("host", "port", "log_level", "log_format"):
