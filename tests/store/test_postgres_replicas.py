@@ -159,3 +159,23 @@ def test_compaction_runs_once_when_both_replicas_see_the_overflow(
         assert first == last + 1
     session = engines[1].get_session("long")
     assert session.summary_through == spans[-1][1]
+
+
+def test_the_store_setting_is_a_postgresql_url() -> None:
+    with pytest.raises(ValueError, match="not a PostgreSQL URL: use postgresql://"):
+        Settings(store="mysql://db/contextd")
+    assert Settings.from_env({"CONTEXTD_STORE": ""}).store is None
+    url = "postgresql://u@db:5432/contextd"
+    assert Settings.from_env({"CONTEXTD_STORE": url}).store == url
+
+
+def test_the_cli_reads_the_database_named_by_store(
+        replica: Callable[..., Engine], postgres_url: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextd.cli import main
+
+    monkeypatch.setenv("CONTEXTD_EMBEDDER", "hash")  # the embedder the namespace was made with
+    replica().upsert_documents(DOCS, namespace="shared")
+    assert main(["namespaces", "--store", postgres_url, "--data-dir",
+                 str(tmp_path / "cli")]) == 0
+    assert "shared  5 documents, 5 chunks, 0 sessions" in capsys.readouterr().out
