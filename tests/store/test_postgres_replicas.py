@@ -179,3 +179,18 @@ def test_the_cli_reads_the_database_named_by_store(
     assert main(["namespaces", "--store", postgres_url, "--data-dir",
                  str(tmp_path / "cli")]) == 0
     assert "shared  5 documents, 5 chunks, 0 sessions" in capsys.readouterr().out
+
+
+def test_a_replica_cache_never_serves_what_another_replica_changed(
+        replica: Callable[..., Engine]) -> None:
+    a, b = replica(), replica()
+    a.upsert_documents(DOCS)
+
+    def used(engine: Engine) -> set[str]:
+        response = engine.assemble(query="quince orchard", max_tokens=600)
+        return {d.id for d in response.documents}
+
+    assert "quince" not in used(b)
+    assert "quince" not in used(b)  # now in b's cache
+    a.upsert_documents([{"id": "quince", "text": "The quince orchard blooms in April."}])
+    assert "quince" in used(b)
