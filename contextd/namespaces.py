@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contextd.errors import InvalidNamespace, NamespaceNotFound, NotFound
 from contextd.models import NAMESPACE_PATTERN
@@ -29,6 +30,11 @@ from contextd.settings import Settings
 from contextd.store.embedding_cache import EmbeddingCache
 from contextd.store.namespace import DB_FILE, IndexSettings, NamespaceData
 from contextd.store.rwlock import ReadWriteLock
+
+if TYPE_CHECKING:  # psycopg is an optional extra
+    from contextd.store.postgres.namespace import PostgresCatalog, PostgresNamespace
+
+    OpenNamespace = NamespaceData | PostgresNamespace
 
 log = logging.getLogger("contextd.store")
 
@@ -82,13 +88,13 @@ class NamespaceRegistry:
         self.embedder = embedder
         self.root = Path(settings.data_dir) / NAMESPACES_DIR
         self.root.mkdir(parents=True, exist_ok=True)
-        self._open: OrderedDict[str, NamespaceData] = OrderedDict()
+        self._open: OrderedDict[str, OpenNamespace] = OrderedDict()
         self._lifetimes: dict[str, ReadWriteLock] = {}
         self._lock = threading.RLock()
         self._cache: EmbeddingCache | None = None
         # With a PostgreSQL store the namespaces live in the database; data_dir keeps the
         # embedding cache only.
-        self.catalog = None
+        self.catalog: PostgresCatalog | None = None
         if settings.store:
             from contextd.store.postgres.database import Database
             from contextd.store.postgres.namespace import PostgresCatalog
@@ -132,7 +138,7 @@ class NamespaceRegistry:
             return self.catalog.exists(name)
         return name in self._open or (self.root / name / DB_FILE).exists()
 
-    def get(self, name: str) -> NamespaceData:
+    def get(self, name: str) -> OpenNamespace:
         """An existing namespace (the default one always exists); NamespaceNotFound otherwise."""
         if name == DEFAULT_NAMESPACE:
             return self._get(name)
@@ -143,16 +149,17 @@ class NamespaceRegistry:
             )
         return self._get(name)
 
-    def get_or_create(self, name: str) -> NamespaceData:
+    def get_or_create(self, name: str) -> OpenNamespace:
         check_namespace(name)
         return self._get(name)
 
-    def _get(self, name: str) -> NamespaceData:
+    def _get(self, name: str) -> OpenNamespace:
         with self._lock:
             ns = self._open.get(name)
             if ns is None and self.catalog is not None:
                 ns = self.catalog.open(name, self.embedder.dim,
                                        model_family(self.embedder.model_id))
+                assert ns is not None  # created when missing
                 self._open[name] = ns
             if ns is None:
                 ns = NamespaceData.open(

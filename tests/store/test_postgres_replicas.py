@@ -194,3 +194,13 @@ def test_a_replica_cache_never_serves_what_another_replica_changed(
     assert "quince" not in used(b)  # now in b's cache
     a.upsert_documents([{"id": "quince", "text": "The quince orchard blooms in April."}])
     assert "quince" in used(b)
+
+
+def test_an_unreachable_store_is_a_503_naming_it_without_its_password(tmp_path: Path) -> None:
+    from contextd.errors import Unavailable
+
+    url = f"postgresql://app:s3cret@/contextd?host={tmp_path}&port=1"
+    with pytest.raises(Unavailable, match="cannot reach the store at postgresql://app:\\*\\*\\*@"
+                       ) as caught:
+        Engine(tmp_path / "d", Settings(embedder="hash", store=url), embedder=HashEmbedder())
+    assert "s3cret" not in caught.value.detail

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from contextd.errors import InvalidRequest
+from contextd.errors import InvalidRequest, Unavailable
 
 URL_PREFIXES = ("postgresql://", "postgres://")
 
@@ -25,6 +26,19 @@ def is_postgres_url(url: str | None) -> bool:
         (True, False)
     """
     return bool(url) and str(url).startswith(URL_PREFIXES)
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for messages and logs.
+
+        >>> redacted("postgresql://app:s3cret@db:5432/contextd")
+        'postgresql://app:***@db:5432/contextd'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _configure(conn: Any) -> None:
@@ -43,7 +57,7 @@ class Database:
             raise InvalidRequest(f"store {url!r} is not a PostgreSQL URL: use "
                                  "postgresql://user:password@host:port/database")
         try:
-            import psycopg  # noqa: F401
+            import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise InvalidRequest("the PostgreSQL store needs its extra: pip install "
@@ -52,7 +66,12 @@ class Database:
 
         self.url = url
         # The extension must exist before a connection can register its types.
-        self._bootstrap()
+        try:
+            self._bootstrap()
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"cannot reach the store at {redacted(url)}: "
+                              f"{str(exc).strip()}; check the URL, the server and the "
+                              "credentials") from None
         self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size,
                                    configure=_configure, open=True,
                                    kwargs={"autocommit": False})
