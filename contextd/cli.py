@@ -60,7 +60,7 @@ def _engine(args: argparse.Namespace, *, namespace: str | None = None,
     settings = settings_from(args)
     if profile is not None:
         settings = settings.with_profile(profile)
-    if read_only:
+    if read_only and not settings.store:  # a database is checked when it is opened
         require_existing(Path(settings.data_dir), namespace)
     return Engine(settings=settings)
 
@@ -266,6 +266,15 @@ def cmd_namespaces_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy a data directory's namespaces into PostgreSQL, then check every count."""
+    from contextd.store.postgres.copy import copy_data_directory
+
+    report = copy_data_directory(Path(args.source), args.target, args.namespaces or None)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_sessions_list(args: argparse.Namespace) -> int:
     with _engine(args, namespace=_namespace(args), read_only=True) as engine:
         sessions = engine.list_sessions(namespace=_namespace(args))
@@ -346,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # Flags that set a Settings field of the same name. Their argparse default is SUPPRESS, so
 # an absent flag leaves the field to the environment, the config file, then the default.
-SETTING_FLAGS = ("data_dir", "host", "port", "log_level", "log_format")
+SETTING_FLAGS = ("data_dir", "store", "host", "port", "log_level", "log_format")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -382,6 +391,7 @@ def config_options() -> argparse.ArgumentParser:
                         help="TOML file of settings, below flags and CONTEXTD_* variables "
                         "(default: $CONTEXTD_CONFIG, else none)")
     setting_option(parent, "data_dir")
+    setting_option(parent, "store")
     return parent
 
 
@@ -512,6 +522,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one row per value of this field (default: one row for all)")
     p.add_argument("--failures", action="store_true",
                    help="list failed requests from the failure log instead, newest first")
+
+    p = sub.add_parser("migrate", help="copy a data directory into PostgreSQL (no "
+                       "re-embedding) and verify the counts", formatter_class=HelpFormatter,
+                       description="copy a data directory's namespaces (documents with their "
+                       "vectors, sessions with their summaries) into PostgreSQL and verify "
+                       "the counts")
+    p.set_defaults(func=cmd_migrate)
+    p.add_argument("--from", dest="source", required=True, metavar="DATA_DIR",
+                   help="the data directory to copy (SQLite + FAISS)")
+    p.add_argument("--to", dest="target", required=True, metavar="URL",
+                   help="postgresql:// URL of the target database")
+    p.add_argument("--namespace", dest="namespaces", action="append", default=[],
+                   help="copy only this namespace (repeatable; default: all)")
 
     p = add_command(sub, "serve", cmd_serve, "run the HTTP service")
     for name in ("host", "port", "log_level", "log_format"):

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contextd.errors import InvalidNamespace, NamespaceNotFound, NotFound
 from contextd.models import NAMESPACE_PATTERN
@@ -35,6 +36,11 @@ from contextd.store.namespace import (
     remove_leftovers,
 )
 from contextd.store.rwlock import ReadWriteLock
+
+if TYPE_CHECKING:  # psycopg is an optional extra
+    from contextd.store.postgres.namespace import PostgresCatalog, PostgresNamespace
+
+    OpenNamespace = NamespaceData | PostgresNamespace
 
 log = logging.getLogger("contextd.store")
 
@@ -89,10 +95,18 @@ class NamespaceRegistry:
         self.root = Path(settings.data_dir) / NAMESPACES_DIR
         private_dir(self.root)
         remove_leftovers(self.root)
-        self._open: OrderedDict[str, NamespaceData] = OrderedDict()
+        self._open: OrderedDict[str, OpenNamespace] = OrderedDict()
         self._lifetimes: dict[str, ReadWriteLock] = {}
         self._lock = threading.RLock()
         self._cache: EmbeddingCache | None = None
+        # With a PostgreSQL store the namespaces live in the database; data_dir keeps the
+        # embedding cache only.
+        self.catalog: PostgresCatalog | None = None
+        if settings.store:
+            from contextd.store.postgres.database import Database
+            from contextd.store.postgres.namespace import PostgresCatalog
+
+            self.catalog = PostgresCatalog(Database(settings.store))
 
     def _lifetime(self, name: str) -> ReadWriteLock:
         with self._lock:
@@ -120,14 +134,18 @@ class NamespaceRegistry:
             return self._cache
 
     def names(self) -> list[str]:
+        if self.catalog is not None:
+            return self.catalog.names()
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_dir() and (p / DB_FILE).exists())
 
     def exists(self, name: str) -> bool:
         check_namespace(name)
+        if self.catalog is not None:  # another replica may have created or deleted it
+            return self.catalog.exists(name)
         return name in self._open or (self.root / name / DB_FILE).exists()
 
-    def get(self, name: str) -> NamespaceData:
+    def get(self, name: str) -> OpenNamespace:
         """An existing namespace (the default one always exists); NamespaceNotFound otherwise."""
         if name == DEFAULT_NAMESPACE:
             return self._get(name)
@@ -138,13 +156,18 @@ class NamespaceRegistry:
             )
         return self._get(name)
 
-    def get_or_create(self, name: str) -> NamespaceData:
+    def get_or_create(self, name: str) -> OpenNamespace:
         check_namespace(name)
         return self._get(name)
 
-    def _get(self, name: str) -> NamespaceData:
+    def _get(self, name: str) -> OpenNamespace:
         with self._lock:
             ns = self._open.get(name)
+            if ns is None and self.catalog is not None:
+                ns = self.catalog.open(name, self.embedder.dim,
+                                       model_family(self.embedder.model_id))
+                assert ns is not None  # created when missing
+                self._open[name] = ns
             if ns is None:
                 ns = NamespaceData.open(
                     name, self.root / name, self.embedder.dim,
@@ -179,6 +202,8 @@ class NamespaceRegistry:
                 ns = self._open.pop(name, None)
             if ns is not None:
                 ns.destroy()
+            elif self.catalog is not None:
+                self.catalog.delete(name)
             else:
                 remove_folder(self.root / name)
             return True
@@ -191,3 +216,5 @@ class NamespaceRegistry:
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
+            if self.catalog is not None:
+                self.catalog.close()

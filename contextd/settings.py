@@ -88,6 +88,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("indexes"), description="Directory holding one folder per "
                            "namespace and the embedding cache.")
+    store: str | None = Field(None, description="Where namespaces live: unset keeps them in "
+                              "data_dir (SQLite + FAISS, embedded); a postgresql:// URL keeps "
+                              "them in PostgreSQL with pgvector, shared by every replica "
+                              "(needs the postgres extra). The embedding cache and key store "
+                              "stay in data_dir.")
     embedder: Literal["auto", "onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16", "torch",
                       "onnx", "hash"] = Field(
         "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' picks "
@@ -266,8 +271,17 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0, description="Seconds a cached response (and the "
                                "answer stored with it) may be served after it was assembled.")
 
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"store {value!r} is not a PostgreSQL URL: use "
+                             "postgresql://user:password@host:port/database, or leave it "
+                             "unset for SQLite in data_dir")
+        return value
+
     @field_validator("api_key", "summariser_url", "summariser_api_key", "usage_log",
-                     "failure_log", mode="before")
+                     "failure_log", "store", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

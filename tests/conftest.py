@@ -16,6 +16,8 @@ from contextd import Engine, Settings  # noqa: E402
 from contextd.embedding import HashEmbedder  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
+# A real PostgreSQL (pgserver), started only by the tests that ask for it.
+pytest_plugins = ["postgres_server"]
 
 
 @pytest.fixture

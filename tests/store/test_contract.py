@@ -28,18 +28,32 @@ class Backend:
     index: Callable[[], VectorIndex]
 
 
-def _sqlite(tmp_path: Path) -> Iterator[Backend]:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     store = SqliteStore(str(tmp_path / "store.sqlite3"))
     yield Backend(store, SqliteSessionStore(store), lambda: FaissVectorIndex(dim=DIM))
     store.close()
 
 
-BACKENDS = {"sqlite+faiss": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    from contextd.store.postgres.database import Database
+    from contextd.store.postgres.namespace import PostgresCatalog
+    from contextd.store.postgres.vectors import PgVectorIndex
+
+    catalog = PostgresCatalog(Database(request.getfixturevalue("postgres_url")))
+    ns = catalog.open("contract", dim=DIM, model_id="m")
+    assert ns is not None
+    scratch = catalog.open("scratch", dim=DIM, model_id="m")  # a bare index of its own
+    assert scratch is not None
+    yield Backend(ns.store, ns.sessions, lambda: PgVectorIndex(catalog.db, scratch.schema, DIM))
+    catalog.close()
+
+
+BACKENDS = {"sqlite+faiss": _sqlite, "postgresql+pgvector": _postgres}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    yield from BACKENDS[request.param](tmp_path)
+    yield from BACKENDS[request.param](request, tmp_path)
 
 
 def vec(i: int) -> np.ndarray:

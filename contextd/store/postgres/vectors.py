@@ -1,0 +1,117 @@
+"""Dense search in pgvector: `contextd.store.protocols.VectorIndex` over a namespace's
+`vectors` table and its HNSW index (inner product).
+
+Unrestricted searches walk the HNSW graph with `hnsw.ef_search` at least twice `k`; should
+the graph return fewer than `k` of the rows it holds, the search is repeated exactly. A search
+restricted to `allowed` ids (a metadata filter) is exact over those rows inside the database:
+an HNSW walk that filters afterwards can return fewer than `k`, so it is never used for one.
+The table is the index: nothing is derived, and every replica reads the same rows.
+
+    >>> index = PgVectorIndex(db, "ns_1", dim=384)  # doctest: +SKIP
+    >>> scores, ids = index.search(query_vector, 10)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from psycopg import sql
+
+from contextd.store.postgres.database import Database
+
+MIN_EF_SEARCH = 40
+MAX_EF_SEARCH = 1000  # pgvector's limit
+
+
+class PgVectorIndex:
+    """Vectors by int64 id in schema `schema`; `seq_of` gives the namespace's change-log
+    sequence (the table always holds every committed change), else `seq` is what the last
+    `add`/`remove` said."""
+
+    measured_recall: float | None = None
+
+    def __init__(self, db: Database, schema: str, dim: int,
+                 seq_of: Callable[[], int] | None = None) -> None:
+        self.db = db
+        self._s = sql.Identifier(schema)
+        self._dim = dim
+        self._seq_of = seq_of
+        self._seq = 0
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(s=self._s)
+
+    @property
+    def kind(self) -> str:
+        return "pgvector-hnsw"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def seq(self) -> int:
+        return self._seq_of() if self._seq_of is not None else self._seq
+
+    def __len__(self) -> int:
+        with self.db.connection() as conn:
+            return int(conn.execute(self._q("SELECT count(*) FROM {s}.vectors")).fetchone()[0])
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, seq: int) -> None:
+        """Insert or replace the vectors of `ids`."""
+        rows = [(int(i), np.asarray(v, dtype=np.float32))
+                for i, v in zip(ids, vectors, strict=True)]
+        with self.db.connection() as conn, conn.cursor() as cur:
+            cur.executemany(self._q(
+                "INSERT INTO {s}.vectors(id, embedding) VALUES (%s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET embedding = excluded.embedding"), rows)
+        self._seq = max(self._seq, seq)
+
+    def remove(self, ids: np.ndarray, seq: int) -> None:
+        with self.db.connection() as conn:
+            conn.execute(self._q("DELETE FROM {s}.vectors WHERE id = ANY(%s)"),
+                         ([int(i) for i in ids],))
+        self._seq = max(self._seq, seq)
+
+    def search(self, query: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (inner products, ids), best first, never padded."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        if k <= 0 or (allowed is not None and len(allowed) == 0):
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        with self.db.connection() as conn:
+            if allowed is not None:
+                rows = self._exact(conn, q, k, [int(i) for i in allowed])
+            else:
+                ef = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, 2 * k))
+                rows = []
+                if k <= MAX_EF_SEARCH:
+                    conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+                    rows = conn.execute(self._q(
+                        "SELECT id, embedding <#> %s AS distance FROM {s}.vectors "
+                        "ORDER BY embedding <#> %s LIMIT %s"), (q, q, k)).fetchall()
+                if len(rows) < k and len(rows) < self._count(conn):
+                    rows = self._exact(conn, q, k, None)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        # <#> is the negated inner product.
+        scores = np.fromiter((-r[1] for r in rows), dtype=np.float32, count=len(rows))
+        return scores, ids
+
+    def _exact(self, conn: object, q: np.ndarray, k: int,
+               allowed: list[int] | None) -> list[tuple[int, float]]:
+        # A materialised set has no index to walk: every candidate row is scored.
+        where = "" if allowed is None else "WHERE id = ANY(%s)"
+        params: list[object] = [] if allowed is None else [allowed]
+        return conn.execute(self._q(  # type: ignore[attr-defined]
+            "WITH candidates AS MATERIALIZED (SELECT id, embedding FROM {s}.vectors "
+            + where + ") SELECT id, embedding <#> %s AS distance FROM candidates "
+            "ORDER BY distance, id LIMIT %s"), [*params, q, k]).fetchall()
+
+    def _count(self, conn: object) -> int:
+        return int(conn.execute(  # type: ignore[attr-defined]
+            self._q("SELECT count(*) FROM {s}.vectors")).fetchone()[0])
+
+    def save(self, path: Path) -> None:
+        """Nothing to save: the database holds the vectors durably."""

@@ -1,0 +1,79 @@
+"""`contextd migrate`: a data directory copied into PostgreSQL answers as the original did,
+without embedding anything again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from contextd import Engine, Settings
+from contextd.cli import main
+from contextd.embedding import HashEmbedder
+from contextd.errors import Conflict
+
+DOCS = [{"id": f"d{i}", "title": f"Note {i}", "metadata": {"shelf": i % 3},
+         "text": f"Grove {i}: the {word} harvest starts when the {word} is ripe. "
+                 f"Growers sell {word} oil at the market."}
+        for i, word in enumerate(["olive", "barley", "lavender", "walnut", "saffron", "quince",
+                                  "fig", "almond", "chestnut", "hazelnut"])]
+QUERIES = ["olive oil market", "when is the fig ripe", "walnut harvest", "saffron growers"]
+
+
+class CountingEmbedder(HashEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts = 0
+
+    def embed(self, texts, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        self.texts += len(texts)
+        return super().embed(texts, *args, **kwargs)
+
+
+def answers(engine: Engine) -> list[object]:
+    out: list[object] = []
+    for q in QUERIES:
+        for mode in ("dense", "lexical", "hybrid"):
+            out.append([(h.id, h.chunk) for h in engine.search(q, mode=mode, top_k=5).hits])
+        out.append([h.id for h in engine.search(q, top_k=5, filters={"shelf": 1}).hits])
+        response = engine.assemble(query=q, session_id="s1", max_tokens=400)
+        out.append([m.model_dump() for m in response.messages])
+    return out
+
+
+def test_copy_answers_the_same_and_embeds_nothing(
+        make_engine: Callable[..., Engine], postgres_url: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source_dir = tmp_path / "source"
+    source = make_engine(source_dir, session_window_tokens=60)
+    source.upsert_documents(DOCS)
+    source.upsert_documents(DOCS[:2], namespace="other")
+    for i in range(8):
+        source.append_messages("s1", [{"role": "user", "content": f"I planted tree {i} "
+                                                                  "beside the stone wall."}])
+    assert source.get_session("s1").summary_through > 0  # the copy must carry a summary
+    expected = answers(source)
+    source.close()
+
+    assert main(["migrate", "--from", str(source_dir), "--to", postgres_url]) == 0
+    report = capsys.readouterr().out
+    assert '"default"' in report and '"other"' in report
+
+    embedder = CountingEmbedder()
+    copy = Engine(tmp_path / "replica", Settings(embedder="hash", store=postgres_url,
+                                                 batch_wait_ms=0), embedder=embedder)
+    try:
+        session = copy.get_session("s1")
+        assert session.summary_through > 0 and len(session.turns) == 8
+        before = embedder.texts
+        assert answers(copy) == expected
+        # Only the queries embed (dense, hybrid, filtered hybrid, assemble): no document.
+        assert embedder.texts - before == len(QUERIES) * 4
+        # A second copy into the same database is refused, not merged.
+        with pytest.raises(Conflict):
+            from contextd.store.postgres.copy import copy_data_directory
+
+            copy_data_directory(source_dir, postgres_url, ["other"])
+    finally:
+        copy.close()
