@@ -16,6 +16,8 @@ from concurrent.futures import Future
 import numpy as np
 
 from contextd.assembler import DOCUMENTS_HEADER, BlockItem, pack_block
+from contextd.cache.assembly import AssemblyCache
+from contextd.cache.store import SemanticCache
 from contextd.errors import BudgetTooSmall, InvalidRequest
 from contextd.memory.conversation import (
     ConversationMemory,
@@ -62,6 +64,7 @@ class AssemblePipeline:
         self, settings: Settings, registry: NamespaceRegistry, retriever: Retriever,
         ranker: Ranker, memory: ConversationMemory, sessions: SessionService,
         embed_query_async: Callable[[str], Future[np.ndarray]],
+        cache: AssemblyCache | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -70,11 +73,17 @@ class AssemblePipeline:
         self.memory = memory
         self.sessions = sessions
         self.embed_query_async = embed_query_async
+        self.cache = cache or AssemblyCache(SemanticCache(enabled=False))
 
-    def run(self, req: AssembleRequest) -> AssembleResponse:
+    def run(self, req: AssembleRequest,
+            embed_query_async: Callable[[str], Future[np.ndarray]] | None = None,
+            ) -> AssembleResponse:
         """Assemble `req`. A pure read of the stored state, except for appending the request's
         own `messages` to its session, which happens only once the request is known to be
-        answerable (valid, within budget), so a rejected request stores nothing."""
+        answerable (valid, within budget), so a rejected request stores nothing.
+        `embed_query_async` replaces the engine's query embedding (a batch computes its
+        queries' vectors in one forward pass)."""
+        embed = embed_query_async or self.embed_query_async
         started = time.perf_counter()
         timings: dict[str, float] = {}
         with timed(timings, "budget"):
@@ -106,6 +115,13 @@ class AssemblePipeline:
         if req.session_id is not None and new_messages:
             # The one write an assemble makes, and only on request: the caller's new turns.
             self.sessions.append(req.namespace, req.session_id, new_messages)
+        # Keyed after the append: a request that stores turns is answered from the state they
+        # made, never from the one before.
+        with timed(timings, "cache"):
+            probe = self.cache.probe(req, ns, query, query_from_history, budget)
+            hit = probe.exact()
+        if hit is not None:
+            return _served(hit, timings, started)
         state = self._history_state(req, new_messages, counter, history_budget)
         if query_from_history and state.turns:
             state.turns = state.turns[:-1]
@@ -116,7 +132,7 @@ class AssemblePipeline:
         pending = None
         if needs_vector:
             with timed(timings, "embed"):  # without micro-batching the vector is computed here
-                pending = self.embed_query_async(query)
+                pending = embed(query)
         lexical = None
         if req.top_k > 0 and room > 0:  # no room left: documents are skipped below
             # bm25 needs no vector: it runs while the batcher's thread embeds the query.
@@ -126,6 +142,10 @@ class AssemblePipeline:
         if pending is not None:
             with timed(timings, "embed"):  # with it, only what is left of the forward pass
                 vector = pending.result()
+        with timed(timings, "cache"):  # near-duplicates need the vector assembling needs anyway
+            hit = probe.lookup(vector)
+        if hit is not None:
+            return _served(hit, timings, started)
         with timed(timings, "memory"):
             history = self.memory.build(state, history_budget, query, vector, counter,
                                         recall=req.recall)
@@ -144,6 +164,8 @@ class AssemblePipeline:
             response = self._pack(req, budget, fixed, query_message, fixed_costs, history,
                                   candidates, duplicates, documents_budget, counter)
         response.timings_ms = timings
+        with timed(timings, "cache"):
+            probe.store(response, vector)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return response
 
@@ -249,6 +271,14 @@ class AssemblePipeline:
             dropped=dropped, prefix_digest=prefix_digest, prefix_unchanged=prefix_unchanged,
             warnings=budget.warnings,
             timings_ms={})
+
+
+def _served(response: AssembleResponse, timings: dict[str, float],
+            started: float) -> AssembleResponse:
+    """A cached response with this request's own timings."""
+    response.timings_ms = timings
+    timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+    return response
 
 
 def _document_renderer(candidate: Candidate) -> Callable[[int, str], str]:
