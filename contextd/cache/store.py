@@ -384,6 +384,16 @@ class SemanticCache:
             shelf = self._shelves.get(namespace)
             return (0, 0) if shelf is None else (len(shelf.entries), shelf.nbytes)
 
+    def totals(self) -> tuple[int, int]:
+        """Entries and estimated bytes held over every namespace.
+
+            >>> SemanticCache().totals()
+            (0, 0)
+        """
+        with self._lock:
+            return (sum(len(s.entries) for s in self._shelves.values()),
+                    sum(s.nbytes for s in self._shelves.values()))
+
     @property
     def evicted(self) -> int:
         """Entries pushed out by the size bounds since start (expired ones not counted)."""

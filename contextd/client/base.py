@@ -30,8 +30,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from contextd.client.errors import error_from_response, unreachable
+from contextd.client.errors import error_from_problem, error_from_response, unreachable
+from contextd.errors import ContextdError
 from contextd.models import (
+    AnswerResult,
     AppendResult,
     AssembleResponse,
     ChatMessage,
@@ -53,6 +55,7 @@ API_KEY_VARIABLE = "CONTEXTD_API_KEY"
 _UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 _NAMESPACES = TypeAdapter(list[NamespaceInfo])
 _SESSIONS = TypeAdapter(list[SessionSummary])
+_RESULTS = TypeAdapter(dict[str, list[dict[str, Any]]])
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class Call:
     json: Any = None
     params: dict[str, str] = field(default_factory=dict)
     idempotent: bool = True
-    returns: Any = None  # a model class, a TypeAdapter, or None for "no body: True"
+    # A model class, a TypeAdapter, a function of the body, or None for "no body: True".
+    returns: Any = None
 
 
 def _dump(item: BaseModel | dict[str, Any]) -> Any:
@@ -113,6 +117,22 @@ class BaseClient:
             namespace = str(body.pop("namespace", None) or "default")
         return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/assemble", json=body,
                     idempotent=repeatable, returns=AssembleResponse)
+
+    def _assemble_batch(self, requests: Sequence[Any], namespace: str) -> Call:
+        items = [dict(d) if isinstance(d := _dump(r), dict) else d for r in requests]
+        for item in items:
+            if isinstance(item, dict) and item.get("namespace") == namespace:
+                del item["namespace"]  # the path names it
+        # Like assemble: a batch that stores turns must not be sent twice.
+        repeatable = not any(isinstance(i, dict) and i.get("messages") for i in items)
+        return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/assemble/batch",
+                    json={"requests": items}, idempotent=repeatable, returns=_batch_results)
+
+    def _put_answer(self, assembly_id: str, answer: str, namespace: str) -> Call:
+        # Storing the same answer again leaves the same state: safe to repeat.
+        return Call("PUT", f"/v1/namespaces/{path_segment(namespace)}/answers/"
+                    f"{path_segment(assembly_id)}", json={"answer": answer},
+                    returns=AnswerResult)
 
     def _upsert(self, documents: Sequence[Document | dict[str, Any]], namespace: str) -> Call:
         # An upsert of the same batch again leaves the same state: safe to repeat.
@@ -192,4 +212,13 @@ class BaseClient:
             return True
         if isinstance(call.returns, TypeAdapter):
             return call.returns.validate_json(response.content)
+        if not isinstance(call.returns, type):  # a decoding function
+            return call.returns(response.content)
         return call.returns.model_validate_json(response.content)
+
+
+def _batch_results(content: bytes) -> list[AssembleResponse | ContextdError]:
+    """A batch's results: each its AssembleResponse, or the typed error of a failed item."""
+    items = _RESULTS.validate_json(content)["results"]
+    return [error_from_problem(item) if "status" in item and "type" in item
+            else AssembleResponse.model_validate(item) for item in items]
