@@ -222,3 +222,12 @@ def test_auto_falls_back_to_torch_when_onnx_runtime_fails(tmp_path, monkeypatch,
         assert emb.backend == "torch-fp32"
     assert "no onnxruntime here" in caplog.text
     assert emb.model_id == "all-MiniLM-L6-v2/fp32/len256"
+
+
+@pytest.mark.model
+def test_texts_of_mixed_lengths_embed_in_one_call_as_they_do_alone(onnx_embedder) -> None:
+    # Cut into batches of similar lengths (little padding); each row is what it is alone.
+    texts = [" ".join(["word"] * n) + f" {n}" for n in (3, 40, 5, 90, 12, 41, 7, 200)]
+    together = onnx_embedder.embed(texts)
+    alone = np.vstack([onnx_embedder.embed([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
