@@ -2,10 +2,11 @@
 
 Each request is validated and answered on its own, in order, so one bad item is an error in its
 place and the others still run. Before the first item runs, the batch's queries go to the
-embedder as one list on a worker thread; the items then run one after another on the caller's
-thread, the first ones' bm25 searches overlapping that forward pass, and each item takes its
-vector from it. A query that turns out different from the one foreseen (an empty query whose
-last user message an earlier item of the batch appended) is embedded on its own, as usual.
+embedder as one list on a worker thread, and while that forward pass runs the caller's thread
+does the batch's bm25 searches; the items then run one after another, each taking its vector
+and its bm25 hits from there. A query that turns out different from the one foreseen (an empty
+query whose last user message an earlier item of the batch appended) is embedded and searched
+on its own, as usual; so is a bm25 search whose documents changed since it ran.
 
     >>> results = assemble_batch(engine, [{"query": "a", "max_tokens": 500}], "default")
     ... # doctest: +SKIP
@@ -13,6 +14,7 @@ last user message an earlier item of the batch appended) is embedded on its own,
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -23,6 +25,7 @@ import numpy as np
 from contextd.errors import ContextdError, InvalidRequest
 from contextd.models import AssembleRequest
 from contextd.protocols import Embedder
+from contextd.store.protocols import NamespaceHandle
 from contextd.validation import parse
 
 if TYPE_CHECKING:
@@ -44,6 +47,7 @@ def assemble_batch(engine: Engine, requests: Sequence[AssembleRequest | dict[str
         text for req in parsed if isinstance(req, AssembleRequest)
         if (text := foreseen_query(req)) is not None])
     embed = vectors.embedder(engine.embed_query_async)
+    lexical = LexicalPrefetch(engine, [req for req in parsed if isinstance(req, AssembleRequest)])
     results: list[AssembleResponse | ContextdError] = []
     for req in parsed:
         if isinstance(req, ContextdError):
@@ -51,7 +55,7 @@ def assemble_batch(engine: Engine, requests: Sequence[AssembleRequest | dict[str
             continue
         try:
             with engine.registry.lease(req.namespace):
-                results.append(engine.pipeline.run(req, embed))
+                results.append(engine.pipeline.run(req, embed, lexical.search))
         except ContextdError as exc:
             results.append(exc)
     return results
@@ -115,6 +119,46 @@ class BatchVectors:
             return found if found is not None else fallback(text)
 
         return embed
+
+
+class LexicalPrefetch:
+    """The batch's bm25 searches, run ahead (while its queries embed) and handed out once each.
+
+    A result is handed out only if the namespace's change-log sequence is the one it was
+    searched at, so an item never mixes bm25 hits from before a write with dense hits after it.
+    """
+
+    def __init__(self, engine: Engine, requests: Sequence[AssembleRequest]) -> None:
+        self._search = engine.retriever.lexical
+        self._found: dict[tuple[str, str, int, str], tuple[int, list[tuple[int, float]]]] = {}
+        for req in requests:
+            query = foreseen_query(req)
+            if req.top_k == 0 or query is None:
+                continue
+            k = engine.ranker.pool_size(req.top_k)
+            try:
+                with engine.registry.lease(req.namespace):
+                    ns = engine.registry.get(req.namespace)
+                    seq = ns.store.last_seq()
+                    hits = self._search(ns, query, k, req.filters)
+                    if ns.store.last_seq() == seq:
+                        self._found[_lexical_key(req.namespace, query, k, req.filters)] = (
+                            seq, hits)
+            except ContextdError:
+                continue  # the item meets the error itself when it runs
+
+    def search(self, ns: NamespaceHandle, query: str, k: int,
+               filters: dict[str, Any] | None = None) -> list[tuple[int, float]]:
+        """`Retriever.lexical`, from the prefetched result when it is still current."""
+        found = self._found.pop(_lexical_key(ns.name, query, k, filters), None)
+        if found is not None and found[0] == ns.store.last_seq():
+            return found[1]
+        return self._search(ns, query, k, filters)
+
+
+def _lexical_key(namespace: str, query: str, k: int,
+                 filters: dict[str, Any] | None) -> tuple[str, str, int, str]:
+    return namespace, query, k, json.dumps(filters, sort_keys=True, default=str)
 
 
 def _parse_item(item: AssembleRequest | dict[str, Any],

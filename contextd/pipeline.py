@@ -51,6 +51,8 @@ from contextd.tokens import (
 )
 
 Budget = TokenBudget
+# Retriever.lexical's signature: (namespace, query, k, filters) -> [(chunk id, bm25 score)].
+LexicalSearch = Callable[..., list[tuple[int, float]]]
 
 
 def resolve_budget(req: AssembleRequest, default_encoding: str) -> Budget:
@@ -77,13 +79,14 @@ class AssemblePipeline:
 
     def run(self, req: AssembleRequest,
             embed_query_async: Callable[[str], Future[np.ndarray]] | None = None,
-            ) -> AssembleResponse:
+            lexical_search: LexicalSearch | None = None) -> AssembleResponse:
         """Assemble `req`. A pure read of the stored state, except for appending the request's
         own `messages` to its session, which happens only once the request is known to be
         answerable (valid, within budget), so a rejected request stores nothing.
-        `embed_query_async` replaces the engine's query embedding (a batch computes its
-        queries' vectors in one forward pass)."""
+        `embed_query_async` and `lexical_search` replace the query embedding and bm25 (a
+        batch computes its vectors in one forward pass, and its bm25 searches meanwhile)."""
         embed = embed_query_async or self.embed_query_async
+        lexical_search = lexical_search or self.retriever.lexical
         started = time.perf_counter()
         timings: dict[str, float] = {}
         with timed(timings, "budget"):
@@ -137,8 +140,8 @@ class AssemblePipeline:
         if req.top_k > 0 and room > 0:  # no room left: documents are skipped below
             # bm25 needs no vector: it runs while the batcher's thread embeds the query.
             with timed(timings, "lexical"):
-                lexical = self.retriever.lexical(ns, query, self.ranker.pool_size(req.top_k),
-                                                 req.filters)
+                lexical = lexical_search(ns, query, self.ranker.pool_size(req.top_k),
+                                         req.filters)
         if pending is not None:
             with timed(timings, "embed"):  # with it, only what is left of the forward pass
                 vector = pending.result()

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contextd import BudgetTooSmall, Engine, InvalidRequest, SessionNotFound, Settings
+from contextd import (
+    AssembleRequest,
+    BudgetTooSmall,
+    Engine,
+    InvalidRequest,
+    SessionNotFound,
+    Settings,
+)
+from contextd.batch import LexicalPrefetch
 from contextd.embedding import HashEmbedder
 
 DOCS = [
@@ -124,3 +132,36 @@ def test_a_batch_shares_the_cache_with_single_calls(
     results = engine.assemble_batch([{"query": "refund window", "max_tokens": 500},
                                      {"query": "refund window", "max_tokens": 500}])
     assert all(r.cache.hit and r.assembly_id == single.assembly_id for r in results)
+
+
+def test_bm25_runs_ahead_for_the_batch_and_is_used_once(
+        counted: tuple[Engine, CountingEmbedder], monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, _ = counted
+    searched: list[str] = []
+    search = engine.retriever.lexical
+
+    def lexical(ns, query, k, filters=None):
+        searched.append(query)
+        return search(ns, query, k, filters)
+
+    monkeypatch.setattr(engine.retriever, "lexical", lexical)
+    queries = ["refund window", "shipping time", "vitamin d"]
+    results = engine.assemble_batch([{"query": q, "max_tokens": 500} for q in queries])
+    assert searched == queries  # ahead of the items, and not again by them
+    for query, result in zip(queries, results, strict=True):
+        assert content(result) == content(engine.assemble(query=query, max_tokens=500,
+                                                          cache=False))
+
+
+def test_a_prefetched_bm25_result_is_not_used_after_a_write(
+        counted: tuple[Engine, CountingEmbedder]) -> None:
+    engine, _ = counted
+    req = AssembleRequest(query="parcel tracking", max_tokens=500)
+    prefetch = LexicalPrefetch(engine, [req])
+    engine.upsert_documents([{"id": "tracking", "text": "Parcel tracking links arrive by mail."}])
+    ns = engine.registry.get("default")
+    k = engine.ranker.pool_size(req.top_k)
+    hits = prefetch.search(ns, "parcel tracking", k)
+    assert hits == engine.retriever.lexical(ns, "parcel tracking", k)
+    tracking = ns.store.chunk_documents([chunk for chunk, _ in hits])
+    assert "tracking" in tracking.values()
