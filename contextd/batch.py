@@ -1,7 +1,8 @@
 """Batch assembly: many assemble requests in one call, their query vectors in one forward pass.
 
 Each request is validated and answered on its own, in order, so one bad item is an error in its
-place and the others still run. Before the first item runs, the batch's queries go to the
+place and the others still run (items without a session side by side, on as many threads as
+cores; items with one in order). Before the first item runs, the batch's queries go to the
 embedder as one list on a worker thread, and while that forward pass runs the caller's thread
 does the batch's bm25 searches; the items then run one after another, each taking its vector
 and its bm25 hits from there. A query that turns out different from the one foreseen (an empty
@@ -15,9 +16,10 @@ on its own, as usual; so is a bm25 search whose documents changed since it ran.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,17 +50,32 @@ def assemble_batch(engine: Engine, requests: Sequence[AssembleRequest | dict[str
         if (text := foreseen_query(req)) is not None])
     embed = vectors.embedder(engine.embed_query_async)
     lexical = LexicalPrefetch(engine, [req for req in parsed if isinstance(req, AssembleRequest)])
-    results: list[AssembleResponse | ContextdError] = []
-    for req in parsed:
-        if isinstance(req, ContextdError):
-            results.append(req)
-            continue
+
+    def run(req: AssembleRequest) -> AssembleResponse | ContextdError:
         try:
             with engine.registry.lease(req.namespace):
-                results.append(engine.pipeline.run(req, embed, lexical.search))
+                return engine.pipeline.run(req, embed, lexical.search)
         except ContextdError as exc:
-            results.append(exc)
-    return results
+            return exc
+
+    # Items without a session read only the documents, which no item changes, so they run
+    # side by side on the cores; items with one run in order, each after the turns the ones
+    # before it stored.
+    results: list[AssembleResponse | ContextdError | None] = [
+        req if isinstance(req, ContextdError) else None for req in parsed]
+    free = [i for i, req in enumerate(parsed)
+            if isinstance(req, AssembleRequest) and req.session_id is None]
+    workers = min(len(free), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(workers, 1),
+                            thread_name_prefix="contextd-batch") as pool:
+        running = {i: pool.submit(run, parsed[i]) for i in free} if workers > 1 else {}
+        for i, req in enumerate(parsed):
+            if isinstance(req, AssembleRequest) and i not in running:
+                results[i] = run(req)
+        for i, future in running.items():
+            results[i] = future.result()
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
 
 
 def foreseen_query(req: AssembleRequest) -> str | None:
