@@ -9,7 +9,7 @@ top_k 8, no session) four ways, each timed around `Engine.assemble`:
 
 * ``miss, cache off``: `cache=false`, the assembly alone;
 * ``miss``: the first time the claim is asked with the cache on (lookups and storing included);
-* ``exact hit``: the same claim again, in other case and punctuation;
+* ``exact hit``: the same claim again, with other spacing and punctuation;
 * ``near-duplicate hit``: the claim with a filler in front ("Please tell me: ..."), which is
   not an exact match, so it is embedded and compared, and the guard accepts it.
 
@@ -76,7 +76,7 @@ def main() -> None:
             ms, miss = timed_assemble(engine, query, **fields)
             assert not miss.cache.hit, query
             cases["miss"].append(ms)
-            ms, hit = timed_assemble(engine, query.upper().rstrip(".") + " !", **fields)
+            ms, hit = timed_assemble(engine, "  " + query.rstrip(".") + " ?", **fields)
             assert hit.cache.hit and hit.cache.similarity == 1.0, query
             cases["exact hit"].append(ms)
             ms, near = timed_assemble(engine, f"Please tell me: {query}", **fields)
