@@ -63,12 +63,12 @@ def assemble_batch(engine: Engine, requests: Sequence[AssembleRequest | dict[str
     # before it stored.
     results: list[AssembleResponse | ContextdError | None] = [
         req if isinstance(req, ContextdError) else None for req in parsed]
-    free = [i for i, req in enumerate(parsed)
-            if isinstance(req, AssembleRequest) and req.session_id is None]
+    free = {i: req for i, req in enumerate(parsed)
+            if isinstance(req, AssembleRequest) and req.session_id is None}
     workers = min(len(free), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(workers, 1),
                             thread_name_prefix="contextd-batch") as pool:
-        running = {i: pool.submit(run, parsed[i]) for i in free} if workers > 1 else {}
+        running = {i: pool.submit(run, req) for i, req in free.items()} if workers > 1 else {}
         for i, req in enumerate(parsed):
             if isinstance(req, AssembleRequest) and i not in running:
                 results[i] = run(req)
@@ -157,7 +157,7 @@ class LexicalPrefetch:
                 with engine.registry.lease(req.namespace):
                     ns = engine.registry.get(req.namespace)
                     seq = ns.store.last_seq()
-                    hits = self._search(ns, query, k, req.filters)
+                    hits = self._search(ns, query, k, req.filters)  # type: ignore[arg-type]
                     if ns.store.last_seq() == seq:
                         self._found[_lexical_key(req.namespace, query, k, req.filters)] = (
                             seq, hits)

@@ -7,7 +7,9 @@ and leaves every older entry unreachable. A response is stored only if that stat
 while it was being assembled, so an entry never mixes two states.
 
 A probe first tries an exact hit (before any embedding), then, once the pipeline has the query
-vector it computes anyway, a guarded near-duplicate hit; the cache never adds a model call.
+vector it computes anyway, a guarded near-duplicate hit; the cache never adds a model call. A
+near-duplicate hit ends with this request's own query (its tokens counted), never the cached
+wording, so the query is never dropped.
 
     >>> probe = cache.probe(request, ns, query, False, budget)  # doctest: +SKIP
     >>> probe.exact() or probe.lookup(vector) or probe.store(response, vector)  # doctest: +SKIP
@@ -23,7 +25,7 @@ import numpy as np
 
 from contextd.cache.key import CacheKey
 from contextd.cache.store import CacheHit, SemanticCache
-from contextd.models import AssembleRequest, AssembleResponse, CacheInfo
+from contextd.models import AssembleRequest, AssembleResponse, CacheInfo, OutputMessage
 from contextd.store.namespace import NamespaceData
 from contextd.tokens import TokenBudget
 
@@ -69,7 +71,7 @@ class AssemblyCache:
             request, documents_seq=state.documents_seq, session_seq=state.session_seq,
             budget=budget.tokens, encoding=budget.counter.encoding_name, profile=self.profile,
             state=state.digest)
-        return CacheProbe(self, key, query, ns, request, query_from_history)
+        return CacheProbe(self, key, query, ns, request, query_from_history, budget=budget)
 
     def put_answer(self, namespace: str, assembly_id: str, answer: str) -> bool:
         """Keep `answer` with the cached response `assembly_id`; False if there is none."""
@@ -87,7 +89,7 @@ class CacheProbe:
 
     def __init__(self, cache: AssemblyCache, key: CacheKey | None, query: str,
                  ns: NamespaceData, request: AssembleRequest, query_from_history: bool,
-                 counted: bool = False) -> None:
+                 counted: bool = False, budget: TokenBudget | None = None) -> None:
         self.cache = cache
         self.key = key
         self.query = query
@@ -95,6 +97,7 @@ class CacheProbe:
         self.request = request
         self.query_from_history = query_from_history
         self._counted = counted
+        self.budget = budget
 
     def exact(self) -> AssembleResponse | None:
         """The response cached for the same query (after normalisation), or None."""
@@ -103,7 +106,7 @@ class CacheProbe:
         hit = self.cache.core.lookup_exact(self.key, self.query)
         if hit is not None:
             self._counted = True
-        return _served(hit)
+        return _served(hit, self.query, self.budget)
 
     def lookup(self, vector: np.ndarray | None) -> AssembleResponse | None:
         """An exact or guarded near-duplicate hit, or None; the outcome is counted once."""
@@ -113,7 +116,8 @@ class CacheProbe:
         if self.key is None:
             self.cache.core.skip()
             return None
-        return _served(self.cache.core.lookup(self.key, self.query, vector))
+        return _served(self.cache.core.lookup(self.key, self.query, vector), self.query,
+                       self.budget)
 
     def store(self, response: AssembleResponse, vector: np.ndarray | None) -> AssembleResponse:
         """Name `response`, and keep it unless the state moved while it was assembled."""
@@ -128,15 +132,36 @@ class CacheProbe:
         return response
 
 
-def _served(hit: CacheHit | None) -> AssembleResponse | None:
+def _served(hit: CacheHit | None, query: str,
+            budget: TokenBudget | None) -> AssembleResponse | None:
     if hit is None:
         return None
     response = hit.response
     assert isinstance(response, AssembleResponse)
+    # Rare enough to leave the hit counted: a few more tokens than a full budget had room for.
+    if budget is not None and not _ask(response, query, budget):
+        return None  # this wording does not fit where the cached one did: assemble afresh
     response.assembly_id = hit.assembly_id
     response.cache = CacheInfo(hit=True, similarity=round(hit.similarity, 6),
                                age_s=round(hit.age_s, 3), answer=hit.answer)
     return response
+
+
+def _ask(response: AssembleResponse, query: str, budget: TokenBudget) -> bool:
+    """Put this request's `query` in place of the cached one as the last message, so the query
+    is never dropped; False if its extra tokens would break the budget.
+
+    Both are plain user messages, so only their content tokens differ."""
+    last = response.messages[-1]
+    if last.content == query:
+        return True
+    delta = (budget.counter.count(query) - budget.counter.count(last.content or ""))
+    if response.usage.total + delta > response.usage.budget:
+        return False
+    response.messages[-1] = OutputMessage(role="user", content=query)
+    response.usage.query += delta
+    response.usage.total += delta
+    return True
 
 
 def _read_state(ns: NamespaceData, session_id: str | None,

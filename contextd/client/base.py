@@ -212,9 +212,9 @@ class BaseClient:
             return True
         if isinstance(call.returns, TypeAdapter):
             return call.returns.validate_json(response.content)
-        if not isinstance(call.returns, type):  # a decoding function
-            return call.returns(response.content)
-        return call.returns.model_validate_json(response.content)
+        if isinstance(call.returns, type) and issubclass(call.returns, BaseModel):
+            return call.returns.model_validate_json(response.content)
+        return call.returns(response.content)  # a decoding function
 
 
 def _batch_results(content: bytes) -> list[AssembleResponse | ContextdError]:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from contextd import AnswerNotFound, DocumentNotFound, Engine, Settings
 from contextd.embedding import HashEmbedder
+from contextd.tokens import get_counter
 
 DOCS = [
     {"id": "refunds", "text": "Refunds are issued within 14 days of a return to the store."},
@@ -27,6 +28,24 @@ LOW_THRESHOLD = 0.55
 def content(response) -> dict:
     """What a response says, without what names this one call."""
     return response.model_dump(exclude={"assembly_id", "cache", "timings_ms"})
+
+
+def context(response) -> dict:
+    """What a response says apart from its query message and the query's tokens."""
+    said = content(response)
+    said["messages"] = said["messages"][:-1]
+    said["usage"] = {k: v for k, v in said["usage"].items() if k not in ("query", "total")}
+    return said
+
+
+def ends_with_its_query(response, query: str) -> bool:
+    """The query is never dropped, a cached response included: the last message is this one's."""
+    last = response.messages[-1]
+    tokens = response.usage
+    return (last.role == "user" and last.content == query.strip()
+            and tokens.total == tokens.system + tokens.summary + tokens.history
+            + tokens.recalled + tokens.documents + tokens.query + tokens.overhead
+            and tokens.total <= tokens.budget)
 
 
 @pytest.fixture
@@ -48,7 +67,8 @@ def test_the_same_query_is_an_exact_hit_with_the_same_content(cached: Engine) ->
     again = cached.assemble(query="  how do I RESET my password ", max_tokens=600)
     assert again.cache.hit and again.cache.similarity == 1.0 and again.cache.age_s >= 0
     assert again.assembly_id == first.assembly_id
-    assert content(again) == content(first)
+    assert context(again) == context(first)
+    assert ends_with_its_query(again, "  how do I RESET my password ")
     assert "retrieval" not in again.timings_ms and "total" in again.timings_ms
     assert cached.cache.core.counts()["exact"] == 1
 
@@ -57,7 +77,11 @@ def test_a_paraphrase_is_a_similar_hit(cached: Engine) -> None:
     first = cached.assemble(query="How do I reset my password?", max_tokens=600)
     hit = cached.assemble(query="how can I reset the password please", max_tokens=600)
     assert hit.cache.hit and LOW_THRESHOLD <= hit.cache.similarity < 1.0
-    assert content(hit) == content(first)
+    assert context(hit) == context(first)
+    assert ends_with_its_query(hit, "how can I reset the password please")
+    # Its own wording is what is counted.
+    assert hit.usage.query == get_counter(cached.settings.encoding).count(
+        "how can I reset the password please")
     assert cached.cache.core.counts()["similar"] == 1
 
 
@@ -257,11 +281,9 @@ def test_a_hit_never_outlives_an_upsert_delete_or_append(ops: list[tuple]) -> No
                     fresh = engine.assemble(query=query, session_id=session, max_tokens=400,
                                             cache=False)
                     hits += served.cache.hit
+                    assert ends_with_its_query(served, query)
                     if served.cache.hit:
-                        # The query message is the cached one's wording on a near hit.
-                        assert content(served)["documents"] == content(fresh)["documents"]
-                        assert [m.content for m in served.messages[:-1]] == [
-                            m.content for m in fresh.messages[:-1]]
+                        assert context(served) == context(fresh)
                     else:
                         assert content(served) == content(fresh)
         assert hits >= sum(1 for op in ops if op[0] == "assemble")  # the second query hits
