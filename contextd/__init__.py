@@ -7,6 +7,7 @@
 from contextd.client import AsyncClient, Client
 from contextd.engine import Engine
 from contextd.errors import (
+    AnswerNotFound,
     BudgetTooSmall,
     Conflict,
     ContextdError,
@@ -25,9 +26,11 @@ from contextd.errors import (
     UnknownModel,
 )
 from contextd.models import (
+    AnswerResult,
     AppendResult,
     AssembleRequest,
     AssembleResponse,
+    CacheInfo,
     ChatMessage,
     DeleteResult,
     Document,
@@ -49,11 +52,14 @@ from contextd.settings import Settings
 from contextd.version import __version__
 
 __all__ = [
+    "AnswerNotFound",
+    "AnswerResult",
     "AppendResult",
     "AssembleRequest",
     "AssembleResponse",
     "AsyncClient",
     "BudgetTooSmall",
+    "CacheInfo",
     "ChatMessage",
     "Client",
     "Conflict",

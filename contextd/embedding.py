@@ -31,7 +31,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -288,8 +288,7 @@ class OnnxSentenceModel:
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), MODEL_DIM), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in _length_batches(lengths[order], batch_size, order):
             ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
             mask = np.zeros_like(ids)
             for i, row in enumerate(rows):
@@ -298,6 +297,33 @@ class OnnxSentenceModel:
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             out[rows] = self._session.run(None, feed)[0]
         return out
+
+
+# Most padding a batch may carry, as a share of its real tokens. On CPU the model's cost grows
+# with the padded tokens: 32 queries of 8-49 tokens padded to the longest cost twice their
+# real tokens, and twice as long as when cut into batches of similar lengths.
+MAX_PADDING_SHARE = 0.2
+
+
+def _length_batches(lengths: np.ndarray, batch_size: int,
+                    order: np.ndarray) -> Iterator[np.ndarray]:
+    """Runs of `order` (sorted by `lengths`, longest first) of at most `batch_size` rows whose
+    padding to their longest stays within `MAX_PADDING_SHARE` of their tokens.
+
+        >>> [list(b) for b in _length_batches(np.array([40, 38, 12, 11]), 8, np.arange(4))]
+        [[0, 1], [2, 3]]
+    """
+    start = 0
+    while start < len(order):
+        end, tokens = start + 1, int(lengths[start])
+        while end < len(order) and end - start < batch_size:
+            padded = int(lengths[start]) * (end + 1 - start)
+            if padded > (1 + MAX_PADDING_SHARE) * (tokens + int(lengths[end])):
+                break
+            tokens += int(lengths[end])
+            end += 1
+        yield order[start:end]
+        start = end
 
 
 class SentenceTransformerEmbedder:

@@ -21,14 +21,19 @@ from typing import Any
 
 import numpy as np
 
+from contextd.batch import assemble_batch
 from contextd.batching import MicroBatcher
-from contextd.errors import ContextdError, NamespaceNotFound
+from contextd.cache.assembly import AssemblyCache
+from contextd.cache.store import SemanticCache
+from contextd.errors import AnswerNotFound, ContextdError, InvalidRequest, NamespaceNotFound
 from contextd.ingest import DocumentIngestor
 from contextd.memory.conversation import ConversationMemory
 from contextd.memory.llm_summariser import LLMSummariser, SummaryRefiner
 from contextd.memory.recall import TurnRecaller
 from contextd.memory.summariser import ExtractiveSummariser
 from contextd.models import (
+    MAX_ANSWER_CHARS,
+    AnswerResult,
     AppendResult,
     AssembleRequest,
     AssembleResponse,
@@ -118,9 +123,12 @@ class Engine:
             keep_fraction=settings.window_keep_fraction)
         self.ingestor = DocumentIngestor(settings, self.embedder, self.registry)
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
+        # Per process: its keys hold sequences read from the shared store, so every process
+        # sees a write by any other as a new key.
+        self.cache = AssemblyCache(SemanticCache.from_settings(settings))
         self.pipeline = AssemblePipeline(settings, self.registry, self.retriever, self.ranker,
                                          self.memory, self.sessions,
-                                         self.embed_query_async)
+                                         self.embed_query_async, self.cache)
         # Concurrent queries (server worker threads, or any multi-threaded caller) share
         # forward passes; 0 ms turns this off and embeds each query on its caller's thread.
         self.batcher = (MicroBatcher(self.embedder.embed, settings.batch_wait_ms,
@@ -237,6 +245,41 @@ class Engine:
         self.telemetry.assembled(req, response)
         return response
 
+    def assemble_batch(self, requests: Sequence[AssembleRequest | dict[str, Any]], *,
+                       namespace: str | None = None) -> list[AssembleResponse | ContextdError]:
+        """Assemble several requests, in order, with their query vectors in one forward pass.
+
+        Each item is its response, or the error it alone met (the others still run). More than
+        `batch_limit` requests is an InvalidRequest. With `namespace`, every item is in it.
+
+            >>> results = engine.assemble_batch([{"query": "a", "max_tokens": 500},
+            ...                                  {"query": "b", "max_tokens": 500}])
+            ... # doctest: +SKIP
+        """
+        return assemble_batch(self, requests, namespace)
+
+    def put_answer(self, assembly_id: str, answer: str, *,
+                   namespace: str = "default") -> AnswerResult:
+        """Keep the model's answer to an assembled prompt: a later cache hit returns it as
+        `cache.answer`. AnswerNotFound unless that assembly is still cached.
+
+            >>> r = engine.assemble(query="What is RRF?", max_tokens=500)  # doctest: +SKIP
+            >>> engine.put_answer(r.assembly_id, "Reciprocal rank fusion.")  # doctest: +SKIP
+        """
+        if not isinstance(answer, str) or not answer:
+            raise InvalidRequest("answer must be a non-empty string")
+        if len(answer) > MAX_ANSWER_CHARS:
+            raise InvalidRequest(f"answer has {len(answer)} characters; at most "
+                                 f"{MAX_ANSWER_CHARS} are allowed")
+        with self.registry.lease(namespace):
+            self.registry.get(namespace)
+            if not self.cache.put_answer(namespace, assembly_id, answer):
+                raise AnswerNotFound(
+                    f"no cached assembly {assembly_id!r} in namespace {namespace!r}: it expired "
+                    "or was evicted, the documents or session changed, or the cache is off; "
+                    "assemble again and store the answer under the new assembly_id")
+        return AnswerResult(namespace=namespace, assembly_id=assembly_id, stored=True)
+
     # ------------------------------------------------------------------ documents
 
     def upsert_documents(self, documents: Sequence[Document | dict[str, Any]], *,
@@ -332,7 +375,9 @@ class Engine:
     def delete_session(self, session_id: str, *, namespace: str = "default") -> bool:
         """Delete a session and its turns; SessionNotFound if there is none."""
         with self.registry.lease(namespace):
-            return self.sessions.delete(namespace, session_id)
+            deleted = self.sessions.delete(namespace, session_id)
+        self.cache.drop_session(namespace, session_id)  # unreachable already; frees the memory
+        return deleted
 
     def list_sessions(self, namespace: str = "default") -> list[SessionSummary]:
         """A namespace's sessions with their turn counts, the most recently updated first.
@@ -366,7 +411,11 @@ class Engine:
         if not self.registry.exists(namespace):
             raise NamespaceNotFound(f"namespace {namespace!r} does not exist")
         self.memory.recaller.cache.forget_namespace(namespace)
+        # A namespace made again starts its sequences over: its old entries must not match it.
+        # Dropped before (no hit while the files go) and after (nothing stored meanwhile).
+        self.cache.drop_namespace(namespace)
         deleted = self.registry.delete(namespace)
+        self.cache.drop_namespace(namespace)
         # Vectors only this namespace contributed go with it (see EmbeddingCache).
         self.registry.cache.forget_namespace(namespace)
         return deleted

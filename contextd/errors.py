@@ -104,6 +104,13 @@ class SessionNotFound(NotFound):
     type_slug = "session-not-found"
 
 
+class AnswerNotFound(NotFound):
+    """No cached assembly with this id: never assembled here, expired, or evicted."""
+
+    title = "Answer target not found"
+    type_slug = "answer-not-found"
+
+
 class Conflict(ContextdError):
     status = 409
     title = "Conflict"

@@ -501,6 +501,10 @@ class AssembleRequest(_Model):
         "'user' (a user message right before the query), for providers and chat templates that "
         "accept a single leading system message only.",
     )
+    cache: StrictBool = Field(
+        default=True, description="Serve the response from the semantic cache when the same "
+        "query, or a near-duplicate the guard accepts, was assembled against the same documents "
+        "and session state; false always assembles afresh (and stores nothing).")
 
     @field_validator("filters")
     @classmethod
@@ -577,6 +581,24 @@ class Dropped(BaseModel):
     tokens: int = Field(description="Tokens the item would have needed.")
 
 
+class CacheInfo(BaseModel):
+    """How the semantic cache answered an assemble request.
+
+        >>> CacheInfo().hit
+        False
+    """
+
+    hit: bool = Field(False, description="True when the response was served from the cache.")
+    similarity: float | None = Field(
+        None, description="Cosine of the query embeddings, 1.0 for the same query after "
+        "normalisation; null on a miss.")
+    age_s: float | None = Field(None, description="Seconds since the served response was "
+                                "assembled; null on a miss.")
+    answer: str | None = Field(
+        None, description="The answer stored for the served response (PUT .../answers/"
+        "{assembly_id}), so the model call can be skipped; null if none or on a miss.")
+
+
 class AssembleResponse(BaseModel):
     namespace: str = Field(description="Namespace the documents came from.")
     session_id: str | None = Field(description="Session the history came from, if any.")
@@ -612,7 +634,16 @@ class AssembleResponse(BaseModel):
     timings_ms: dict[str, float] = Field(
         description="Milliseconds per stage: budget, lexical (bm25; with micro-batching it runs "
         "while the query embeds), embed (the query vector, or with micro-batching the wait for "
-        "it after bm25), memory, retrieval, ranking, packing, total.")
+        "it after bm25), memory, retrieval, ranking, packing, cache (the lookups), total. A "
+        "cache hit has only the stages it ran.")
+    assembly_id: str = Field(
+        default="", description="Names this assembled prompt: PUT the model's answer to "
+        "/v1/namespaces/{ns}/answers/{assembly_id} and a later cache hit returns it. A cache "
+        "hit carries the id of the response it served.")
+    cache: CacheInfo = Field(
+        default_factory=lambda: CacheInfo(),
+        description="Whether the response came from the semantic cache: hit, similarity of the "
+        "two queries (1.0 exact), age_s of the cached response, and the answer stored for it.")
 
     def openai_messages(self) -> list[dict[str, Any]]:
         """`messages` as plain dicts, to pass to the OpenAI SDK as they are.
@@ -621,3 +652,38 @@ class AssembleResponse(BaseModel):
             ...     model="gpt-4o", messages=response.openai_messages())
         """
         return [message.openai() for message in self.messages]
+
+
+# --------------------------------------------------------------------------- answers, batches
+
+MAX_ANSWER_CHARS = MAX_MESSAGE_CHARS
+
+
+class AnswerRequest(_Model):
+    """The model's answer to an assembled prompt, kept with it in the cache."""
+
+    answer: str = Field(min_length=1, max_length=MAX_ANSWER_CHARS,
+                        description="The answer; returned as cache.answer by a later hit.")
+
+
+class AnswerResult(BaseModel):
+    namespace: str
+    assembly_id: str
+    stored: bool = Field(description="Always true: an unknown or expired id is a 404.")
+
+
+class BatchAssembleRequest(_Model):
+    """Several assemble requests answered in one call, each on its own (`batch_limit` at most).
+
+    Items are validated one by one, so one invalid item is an error in its place, not a 422 for
+    the whole batch.
+    """
+
+    requests: list[dict[str, Any]] = Field(
+        min_length=1, description="AssembleRequest bodies; their namespace is the path's.")
+
+
+class BatchAssembleResponse(BaseModel):
+    results: list[AssembleResponse | dict[str, Any]] = Field(
+        description="One item per request, in order: its AssembleResponse, or a "
+        "problem-details object (type, title, status, detail) for a request that failed.")

@@ -17,6 +17,8 @@ from dataclasses import replace
 import numpy as np
 
 from contextd.assembler import DOCUMENTS_HEADER, BlockItem, pack_block
+from contextd.cache.assembly import AssemblyCache
+from contextd.cache.store import SemanticCache
 from contextd.errors import BudgetTooSmall, InvalidRequest
 from contextd.memory.conversation import (
     ConversationMemory,
@@ -51,6 +53,8 @@ from contextd.tokens import (
 )
 
 Budget = TokenBudget
+# Retriever.lexical's signature: (namespace, query, k, filters) -> [(chunk id, bm25 score)].
+LexicalSearch = Callable[..., list[tuple[int, float]]]
 
 
 def resolve_budget(req: AssembleRequest, default_encoding: str) -> Budget:
@@ -64,6 +68,7 @@ class AssemblePipeline:
         self, settings: Settings, registry: NamespaceRegistry, retriever: Retriever,
         ranker: Ranker, memory: ConversationMemory, sessions: SessionService,
         embed_query_async: Callable[[str], Future[np.ndarray]],
+        cache: AssemblyCache | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -72,12 +77,19 @@ class AssemblePipeline:
         self.memory = memory
         self.sessions = sessions
         self.embed_query_async = embed_query_async
+        self.cache = cache or AssemblyCache(SemanticCache(enabled=False))
 
     def run(self, req: AssembleRequest,
-            idempotency: IdempotencyKey | None = None) -> AssembleResponse:
+            idempotency: IdempotencyKey | None = None,
+            embed_query_async: Callable[[str], Future[np.ndarray]] | None = None,
+            lexical_search: LexicalSearch | None = None) -> AssembleResponse:
         """Assemble `req`. A pure read of the stored state, except for appending the request's
         own `messages` to its session, which happens only once the request is known to be
-        answerable (valid, within budget), so a rejected request stores nothing."""
+        answerable (valid, within budget), so a rejected request stores nothing.
+        `embed_query_async` and `lexical_search` replace the query embedding and bm25 (a
+        batch computes its vectors in one forward pass, and its bm25 searches meanwhile)."""
+        embed = embed_query_async or self.embed_query_async
+        lexical_search = lexical_search or self.retriever.lexical
         started = time.perf_counter()
         timings: dict[str, float] = {}
         with timed(timings, "budget"):
@@ -112,6 +124,13 @@ class AssemblePipeline:
             if idempotency is not None:
                 idempotency.bind("assemble", req.model_dump(mode="json"))
             self.sessions.append(req.namespace, req.session_id, new_messages, idempotency)
+        # Keyed after the append: a request that stores turns is answered from the state they
+        # made, never from the one before.
+        with timed(timings, "cache"):
+            probe = self.cache.probe(req, ns, query, query_from_history, budget)
+            hit = probe.exact()
+        if hit is not None:
+            return _served(hit, timings, started)
         state = self._history_state(req, new_messages, counter, history_budget)
         if query_from_history and state.turns:
             state.turns = state.turns[:-1]
@@ -124,16 +143,20 @@ class AssemblePipeline:
         pending = None
         if needs_vector:
             with timed(timings, "embed"):  # without micro-batching the vector is computed here
-                pending = self.embed_query_async(query)
+                pending = embed(query)
         lexical = None
         if req.top_k > 0 and room > 0:  # no room left: documents are skipped below
             # bm25 needs no vector: it runs while the batcher's thread embeds the query.
             with timed(timings, "lexical"):
-                lexical = self.retriever.lexical(ns, query, self.ranker.pool_size(req.top_k),
-                                                 req.filters)
+                lexical = lexical_search(ns, query, self.ranker.pool_size(req.top_k),
+                                         req.filters)
         if pending is not None:
             with timed(timings, "embed"):  # with it, only what is left of the forward pass
                 vector = pending.result()
+        with timed(timings, "cache"):  # near-duplicates need the vector assembling needs anyway
+            hit = probe.lookup(vector)
+        if hit is not None:
+            return _served(hit, timings, started)
         with timed(timings, "memory"):
             history = self.memory.build(state, history_budget, query, vector, counter,
                                         recall=req.recall)
@@ -156,6 +179,8 @@ class AssemblePipeline:
         response.usage.history_available = history_available
         response.usage.documents_available = documents_available
         response.timings_ms = timings
+        with timed(timings, "cache"):
+            probe.store(response, vector)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return response
 
@@ -274,6 +299,14 @@ def _document_item(candidate: Candidate, rank: int) -> BlockItem:
     return BlockItem(key=f"{chunk.doc_id}#{chunk.ord}", text=candidate.text, rank=rank,
                      order=rank, cuttable=True, render=_document_renderer(candidate),
                      payload=candidate, fallback=fallback)
+
+
+def _served(response: AssembleResponse, timings: dict[str, float],
+            started: float) -> AssembleResponse:
+    """A cached response with this request's own timings."""
+    response.timings_ms = timings
+    timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+    return response
 
 
 def _document_renderer(candidate: Candidate) -> Callable[[int, str], str]:

@@ -176,6 +176,8 @@ class Settings(BaseSettings):
                                  "micro-batching.")
     batch_max: int = Field(32, ge=1, le=1024, description="Most query embeddings in one "
                            "micro-batch.")
+    batch_limit: int = Field(32, ge=1, le=1024, description="Most requests in one batch "
+                             "assembly (POST .../assemble/batch, Engine.assemble_batch).")
     api_key: SecretStr | None = Field(None, description="When set, the HTTP API's /v1 routes "
                                 "require `Authorization: Bearer <api_key>`.")
     api_keys: list[KeySpec] = Field(default_factory=list, description="API keys per tenant, "

@@ -236,3 +236,15 @@ def test_bf16_vectors_are_interchangeable_with_fp32(torch_embedder) -> None:
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert (np.sum(reference * vectors, axis=1) > 0.999).all()
+
+
+@pytest.mark.model
+def test_texts_of_mixed_lengths_embed_in_one_call_as_they_do_alone() -> None:
+    # The default runtime (ONNX fp32) cuts a list into batches of similar lengths; each row is
+    # what it is alone. (int8's activation scales depend on the batch, so not there.)
+    embedder = SentenceTransformerEmbedder(backend="onnx-fp32")
+    texts = [" ".join(["word"] * n) + f" {n}" for n in (3, 40, 5, 90, 12, 41, 7, 200)]
+    together = embedder.embed(texts)
+    assert embedder.backend == "onnx-fp32"
+    alone = np.vstack([embedder.embed([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextd
 
 EXPORTED = [
+    "AnswerNotFound",
+    "AnswerResult",
     "AppendResult",
     "AssembleRequest",
     "AssembleResponse",
     "AsyncClient",
     "BudgetTooSmall",
+    "CacheInfo",
     "ChatMessage",
     "Client",
     "Conflict",

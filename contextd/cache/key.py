@@ -5,7 +5,9 @@ namespace's change-log sequence and the session's sequence, which every upsert, 
 session append moves on, so an entry written before a change can never match a request after it.
 The rest of the request goes in as a digest of every field except the few the key holds by
 another name or that do not change the output; a field added to `AssembleRequest` later is in the
-digest automatically, so it can only make the key stricter.
+digest automatically, so it can only make the key stricter. With a session, the request's
+`messages` are left out too: they are appended before the key is taken, so the session state
+holds them, and a request that sent them and one that did not then share the same entries.
 
     >>> from contextd.models import AssembleRequest
     >>> req = AssembleRequest(query="solar panels", max_tokens=2000)
@@ -27,7 +29,7 @@ from pydantic import BaseModel
 
 # Held by the key under another name (namespace, session_id), matched separately (query), or a
 # label that does not change the response (query_type).
-NOT_IN_DIGEST = frozenset({"namespace", "query", "session_id", "query_type"})
+NOT_IN_DIGEST = frozenset({"namespace", "query", "session_id", "query_type", "cache"})
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ class CacheKey:
     last turn sequence (``None`` without a session). ``budget`` and ``encoding`` are the resolved
     token budget and tokenizer. ``profile`` names the configuration that assembled the response;
     a caller whose configuration can change under one name puts a digest of it here.
-    ``digest`` covers every other request field (see `request_digest`).
+    ``digest`` covers every other request field (see `request_digest`). ``state`` names what
+    else the response was assembled from that the sequences do not move (a session's
+    generation and summary, whether the query came from the history), as a digest.
     """
 
     namespace: str
@@ -49,10 +53,11 @@ class CacheKey:
     encoding: str
     profile: str
     digest: str
+    state: str = ""
 
     @classmethod
     def for_request(cls, request: BaseModel, *, documents_seq: int, session_seq: int | None,
-                    budget: int, encoding: str, profile: str) -> CacheKey:
+                    budget: int, encoding: str, profile: str, state: str = "") -> CacheKey:
         """The key of an `AssembleRequest` against the given documents and session state.
 
             >>> from contextd.models import AssembleRequest
@@ -74,6 +79,7 @@ class CacheKey:
             encoding=encoding,
             profile=profile,
             digest=request_digest(request),
+            state=state,
         )
 
 
@@ -84,9 +90,16 @@ def request_digest(request: BaseModel | Mapping[str, Any]) -> str:
         True
         >>> request_digest({"top_k": 8}) == request_digest({"top_k": 4})
         False
+        >>> turn = [{"role": "user", "content": "hi"}]
+        >>> request_digest({"session_id": "s1", "messages": turn}) == request_digest(
+        ...     {"session_id": "s1", "messages": None})
+        True
     """
     fields = request.model_dump(mode="json") if isinstance(request, BaseModel) else dict(request)
-    kept = {k: v for k, v in fields.items() if k not in NOT_IN_DIGEST}
+    # With a session the appended messages are in its state; without messages there are none.
+    stored = fields.get("session_id") is not None or fields.get("messages") is None
+    left_out = NOT_IN_DIGEST | ({"messages"} if stored else set())
+    kept = {k: v for k, v in fields.items() if k not in left_out}
     blob = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

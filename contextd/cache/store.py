@@ -5,9 +5,11 @@ state, budget, profile and other request fields), then:
 
 1. the same query after `normalise` is an ``exact`` hit;
 2. otherwise the entry whose query embedding is most similar, at a cosine of at least
-   ``similarity``, among those the guard (`same_meaning`) accepts, is a ``semantic`` hit;
-3. otherwise a miss, counted by reason: ``guard_rejected`` (candidates above the threshold, all
-   refused by the guard), ``expired`` (the only match had outlived its TTL), ``no_candidate``.
+   ``similarity``, among those the guard (`same_meaning`) accepts, is a ``similar`` hit;
+3. otherwise a miss, counted by reason: ``guard`` (candidates above the threshold, all refused
+   by the guard), ``expired`` (the only match had outlived its TTL), ``below_threshold``
+   (entries under the key, none close enough, or no query vector to compare), ``no_entry``
+   (nothing under the key), ``disabled`` (the cache, or the request, turned it off).
 
 Memory is bounded per namespace by entries and by bytes (the serialised response, the query,
 its vector and any stored answer), least recently used first out; entries also expire after
@@ -44,9 +46,12 @@ from pydantic import BaseModel
 from contextd.cache.guard import Verdict, normalise, same_meaning
 from contextd.cache.key import CacheKey
 
-Outcome = Literal["exact", "semantic", "guard_rejected", "no_candidate", "expired", "disabled"]
-OUTCOMES: tuple[Outcome, ...] = ("exact", "semantic", "guard_rejected", "no_candidate",
+Outcome = Literal["exact", "similar", "guard", "below_threshold", "no_entry", "expired",
+                  "disabled"]
+OUTCOMES: tuple[Outcome, ...] = ("exact", "similar", "guard", "below_threshold", "no_entry",
                                  "expired", "disabled")
+# The outcomes that served a response; every other one is a miss.
+HITS: frozenset[Outcome] = frozenset({"exact", "similar"})
 # Dict and object headers per entry, so that many tiny responses still count for something.
 _ENTRY_OVERHEAD = 512
 
@@ -217,7 +222,7 @@ class SemanticCache:
             shelf = self._shelves.get(key.namespace)
             group = shelf.by_key.get(key) if shelf else None
             if shelf is None or not group:
-                self._counts["no_candidate"] += 1
+                self._counts["no_entry"] += 1
                 return None
             expired_match = False
             exact = group.by_query.get(wanted)
@@ -241,10 +246,33 @@ class SemanticCache:
                 else:
                     rejected = True
             if best is not None:
-                return self._hit(shelf, best[1], best[0], now, "semantic")
-            reason = "expired" if expired_match else "no_candidate"
-            self._counts["guard_rejected" if rejected else reason] += 1
+                return self._hit(shelf, best[1], best[0], now, "similar")
+            reason = "expired" if expired_match else "below_threshold"
+            self._counts["guard" if rejected else reason] += 1
             return None
+
+    def lookup_exact(self, key: CacheKey, query: str) -> CacheHit | None:
+        """An exact hit for `query` under `key`, or None; only a hit is counted.
+
+        For a caller that looks for an exact hit before it has the query vector, then calls
+        `lookup` with the vector, which counts the outcome (once per request).
+
+            >>> SemanticCache().lookup_exact(CacheKey("ns", 0, None, None, 9, "e", "p", "d"), "q")
+        """
+        if not self.enabled:
+            return None
+        wanted = normalise(query)
+        now = self._clock()
+        with self._lock:
+            shelf = self._shelves.get(key.namespace)
+            group = shelf.by_key.get(key) if shelf else None
+            exact = group.by_query.get(wanted) if shelf is not None and group else None
+            if shelf is None or exact is None:
+                return None
+            entry = shelf.entries[exact]
+            if now - entry.stored_at >= self.ttl_s:
+                return None  # left for `lookup` to remove and count as expired
+            return self._hit(shelf, entry, 1.0, now, "exact")
 
     def skip(self) -> None:
         """Count a request that bypassed the cache (turned off by its profile or the request).
@@ -342,7 +370,7 @@ class SemanticCache:
     # ----------------------------------------------------------------------------- figures
 
     def counts(self) -> dict[str, int]:
-        """Lookups by outcome since start: hits ``exact`` and ``semantic``, misses by reason."""
+        """Lookups by outcome since start: hits ``exact`` and ``similar``, misses by reason."""
         with self._lock:
             return {o: self._counts[o] for o in OUTCOMES}
 
@@ -355,6 +383,16 @@ class SemanticCache:
         with self._lock:
             shelf = self._shelves.get(namespace)
             return (0, 0) if shelf is None else (len(shelf.entries), shelf.nbytes)
+
+    def totals(self) -> tuple[int, int]:
+        """Entries and estimated bytes held over every namespace.
+
+            >>> SemanticCache().totals()
+            (0, 0)
+        """
+        with self._lock:
+            return (sum(len(s.entries) for s in self._shelves.values()),
+                    sum(s.nbytes for s in self._shelves.values()))
 
     @property
     def evicted(self) -> int:

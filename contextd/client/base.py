@@ -33,8 +33,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from contextd.client.errors import error_from_response, unreachable
+from contextd.client.errors import error_from_problem, error_from_response, unreachable
+from contextd.errors import ContextdError
 from contextd.models import (
+    AnswerResult,
     AppendResult,
     AssembleResponse,
     ChatMessage,
@@ -56,6 +58,7 @@ API_KEY_VARIABLE = "CONTEXTD_API_KEY"
 _UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 _NAMESPACES = TypeAdapter(list[NamespaceInfo])
 _SESSIONS = TypeAdapter(list[SessionSummary])
+_RESULTS = TypeAdapter(dict[str, list[dict[str, Any]]])
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,12 @@ class Call:
     path: str
     json: Any = None
     params: dict[str, str] = field(default_factory=dict)
-    returns: Any = None  # a model class, a TypeAdapter, or None for "no body: True"
+    # A model class, a TypeAdapter, a function of the body, or None for "no body: True".
+    returns: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    # False for a write the server cannot recognise as a repeat (no Idempotency-Key): then
+    # only a call that never reached the server is sent again.
+    idempotent: bool = True
 
 
 def idempotency_headers(key: str | None) -> dict[str, str]:
@@ -125,6 +132,22 @@ class BaseClient:
                     returns=AssembleResponse,
                     headers=idempotency_headers(idempotency_key) if writes else {})
 
+    def _assemble_batch(self, requests: Sequence[Any], namespace: str) -> Call:
+        items = [dict(d) if isinstance(d := _dump(r), dict) else d for r in requests]
+        for item in items:
+            if isinstance(item, dict) and item.get("namespace") == namespace:
+                del item["namespace"]  # the path names it
+        # Like assemble: a batch that stores turns must not be sent twice.
+        repeatable = not any(isinstance(i, dict) and i.get("messages") for i in items)
+        return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/assemble/batch",
+                    json={"requests": items}, idempotent=repeatable, returns=_batch_results)
+
+    def _put_answer(self, assembly_id: str, answer: str, namespace: str) -> Call:
+        # Storing the same answer again leaves the same state: safe to repeat.
+        return Call("PUT", f"/v1/namespaces/{path_segment(namespace)}/answers/"
+                    f"{path_segment(assembly_id)}", json={"answer": answer},
+                    returns=AnswerResult)
+
     def _upsert(self, documents: Sequence[Document | dict[str, Any]], namespace: str,
                 idempotency_key: str | None = None) -> Call:
         return Call("POST", f"/v1/namespaces/{path_segment(namespace)}/documents",
@@ -181,6 +204,8 @@ class BaseClient:
                    exc: Exception | None) -> bool:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
             return True  # nothing reached the server
+        if not call.idempotent:
+            return False  # it may have been carried out: sending it again could repeat it
         if response is not None and response.status_code == 503:
             return True
         if isinstance(exc, httpx.TransportError):
@@ -200,4 +225,13 @@ class BaseClient:
             return True
         if isinstance(call.returns, TypeAdapter):
             return call.returns.validate_json(response.content)
-        return call.returns.model_validate_json(response.content)
+        if isinstance(call.returns, type) and issubclass(call.returns, BaseModel):
+            return call.returns.model_validate_json(response.content)
+        return call.returns(response.content)  # a decoding function
+
+
+def _batch_results(content: bytes) -> list[AssembleResponse | ContextdError]:
+    """A batch's results: each its AssembleResponse, or the typed error of a failed item."""
+    items = _RESULTS.validate_json(content)["results"]
+    return [error_from_problem(item) if "status" in item and "type" in item
+            else AssembleResponse.model_validate(item) for item in items]

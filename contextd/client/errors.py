@@ -50,6 +50,17 @@ _BY_STATUS: dict[int, type[ContextdError]] = {
     409: errors.Conflict, 422: errors.InvalidRequest, 503: errors.ServiceUnavailable}
 
 
+def error_from_problem(body: dict[str, Any]) -> ContextdError:
+    """The typed exception for a problem-details object, e.g. one item of a batch's results.
+
+        >>> error_from_problem({"type": "x/budget-too-small", "title": "t", "status": 422,
+        ...                     "detail": "raise max_tokens"}).__class__.__name__
+        'BudgetTooSmall'
+    """
+    status = body.get("status")
+    return _typed(body, status if isinstance(status, int) else 500, "error")
+
+
 def error_from_response(response: httpx.Response) -> ContextdError:
     """The typed exception for an error answer: by problem `type` slug, then by status.
 
@@ -65,16 +76,19 @@ def error_from_response(response: httpx.Response) -> ContextdError:
         body = None
     if not isinstance(body, dict):
         body = {"detail": response.text[:500] or response.reason_phrase}
-    detail = str(body.get("detail") or response.reason_phrase)
+    return _typed(body, response.status_code, response.reason_phrase)
+
+
+def _typed(body: dict[str, Any], status: int, reason: str) -> ContextdError:
+    detail = str(body.get("detail") or reason)
     extra = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail")}
     type_ = str(body.get("type") or "about:blank")
     cls = _BY_SLUG.get(type_.rsplit("/", 1)[-1])
-    if cls is None or cls.status != response.status_code:
-        cls = _BY_STATUS.get(response.status_code)
+    if cls is None or cls.status != status:
+        cls = _BY_STATUS.get(status)
     if cls is not None:
         return cls(detail, **extra)
-    return ProblemError(response.status_code, type_, str(body.get("title") or ""), detail,
-                        **extra)
+    return ProblemError(status, type_, str(body.get("title") or ""), detail, **extra)
 
 
 def unreachable(base_url: str, exc: httpx.TransportError) -> errors.ServiceUnavailable:

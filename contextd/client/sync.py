@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 
 from contextd.client.base import _NAMESPACES, DEFAULT_TIMEOUT, BaseClient, Call, path_segment
+from contextd.errors import ContextdError
 from contextd.models import (
+    AnswerResult,
     AppendResult,
     AssembleRequest,
     AssembleResponse,
@@ -96,6 +98,17 @@ class Client(BaseClient):
                  idempotency_key: str | None = None, **fields: Any) -> AssembleResponse:
         """Assemble chat messages for a query within a token budget (see `Engine.assemble`)."""
         return self._send(self._assemble(request, fields, idempotency_key))
+
+    def assemble_batch(self, requests: Sequence[AssembleRequest | dict[str, Any]], *,
+                       namespace: str = "default") -> list[AssembleResponse | ContextdError]:
+        """Assemble several requests in one call (see `Engine.assemble_batch`): each item its
+        response or the typed error it met, in order."""
+        return self._send(self._assemble_batch(requests, namespace))
+
+    def put_answer(self, assembly_id: str, answer: str, *,
+                   namespace: str = "default") -> AnswerResult:
+        """Keep the model's answer to an assembled prompt (see `Engine.put_answer`)."""
+        return self._send(self._put_answer(assembly_id, answer, namespace))
 
     def upsert_documents(self, documents: Sequence[Document | dict[str, Any]], *,
                          namespace: str = "default",

@@ -30,6 +30,7 @@ from contextd.server.metrics import ServiceMetrics
 from contextd.server.middleware import BodyLimit, RequestContext
 from contextd.server.problems import add_problem_handlers, problem_responses
 from contextd.server.routes import (
+    answers,
     assemble,
     documents,
     inspect,
@@ -53,7 +54,7 @@ BEARER_SCHEME = "apiKey"
 def _include_v1(app: FastAPI) -> None:
     # Each resource's router carries the /v1 prefix itself (not through a nested router), so
     # the route a request matched knows its full template, which metrics label by.
-    for module in (assemble, documents, search, sessions, namespaces):
+    for module in (assemble, answers, documents, search, sessions, namespaces):
         app.include_router(module.router,
                            responses=problem_responses(401, 403, 404, 422, 500, 503))
 
@@ -141,6 +142,7 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
     app.state.failures = FailureRecorder.from_settings(engine.settings)
     if engine.batcher is not None:
         app.state.metrics.watch_batcher(engine.batcher)
+    app.state.metrics.watch_cache(engine.cache.core)
     app.state.limiter = anyio.CapacityLimiter(worker_threads)
     app.state.calls = EngineCalls()
     app.state.warmed = threading.Event()

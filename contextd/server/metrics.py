@@ -29,10 +29,11 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from contextd.batching import MicroBatcher
+from contextd.cache.store import HITS, OUTCOMES, SemanticCache
 from contextd.models import AssembleResponse, SearchResponse
 from contextd.telemetry import (
     DEFAULT_PROFILE,
@@ -195,6 +196,10 @@ class ServiceMetrics:
         """Export the micro-batcher's forward passes and texts (their ratio: mean batch size)."""
         self.registry.register(_BatcherCollector(batcher))
 
+    def watch_cache(self, cache: SemanticCache) -> None:
+        """Export the semantic cache's lookups by outcome and reason, and what it holds."""
+        self.registry.register(_CacheCollector(cache))
+
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
@@ -213,3 +218,31 @@ class _BatcherCollector(Collector):
         yield CounterMetricFamily("contextd_query_embeddings",
                                   "Query texts embedded by the micro-batcher.",
                                   value=self.batcher.texts)
+
+
+class _CacheCollector(Collector):
+    """The semantic cache's own counters, read at scrape time like the batcher's."""
+
+    def __init__(self, cache: SemanticCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "contextd_cache_lookups",
+            "Assemble requests by semantic cache outcome: hit (reason exact or similar) or miss "
+            "(no_entry, below_threshold, guard, expired, disabled).",
+            labels=["outcome", "reason"])
+        counts = self.cache.counts()
+        for reason in OUTCOMES:
+            lookups.add_metric(["hit" if reason in HITS else "miss", reason], counts[reason])
+        yield lookups
+        entries, nbytes = self.cache.totals()
+        yield GaugeMetricFamily("contextd_cache_entries",
+                                "Responses held by the semantic cache, all namespaces.",
+                                value=entries)
+        yield GaugeMetricFamily("contextd_cache_bytes",
+                                "Estimated bytes held by the semantic cache, all namespaces.",
+                                value=nbytes)
+        yield CounterMetricFamily("contextd_cache_evictions",
+                                  "Cached responses pushed out by the size bounds.",
+                                  value=self.cache.evicted)

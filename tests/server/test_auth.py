@@ -29,6 +29,10 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str, int]] = [
      "session_id": "s1", "messages": [{"role": "user", "content": "more"}]}, "write", 200),
     ("POST", "/v1/assemble", {"namespace": "{ns}", "query": "solar", "max_tokens": 500},
      "read", 200),
+    ("POST", "/v1/namespaces/{ns}/assemble/batch",
+     {"requests": [{"query": "solar", "max_tokens": 500}]}, "read", 200),
+    # An id never assembled: a key that may write gets to the cache, which has no such entry.
+    ("PUT", "/v1/namespaces/{ns}/answers/" + "0" * 32, {"answer": "42"}, "write", 404),
     ("POST", "/v1/namespaces/{ns}/documents", {"documents": [{"id": "d2", "text": TEXT}]},
      "write", 200),
     ("GET", "/v1/namespaces/{ns}/documents/d1", None, "read", 200),
