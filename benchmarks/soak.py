@@ -207,6 +207,13 @@ def run(duration: float, warmup: float = 0.3, seed: int = 0,
     samples: list[tuple[float, dict[str, float]]] = []
     try:
         server.start()
+        # The long-lived namespaces exist before the load: an assemble on a namespace that was
+        # never written is a 404 by design, not a failure of the soak.
+        with httpx.Client(base_url=server.url, timeout=60.0) as http:
+            for namespace in NAMESPACES:
+                http.post(f"/v1/namespaces/{namespace}/documents", json={
+                    "documents": [{"id": "seed", "text": "The soak starts here."}]},
+                ).raise_for_status()
         workload = Workload(server.url, tally, seed)
         threads = workload.threads()
         started = time.monotonic()

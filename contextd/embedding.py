@@ -310,7 +310,7 @@ def _length_batches(lengths: np.ndarray, batch_size: int,
     """Runs of `order` (sorted by `lengths`, longest first) of at most `batch_size` rows whose
     padding to their longest stays within `MAX_PADDING_SHARE` of their tokens.
 
-        >>> [list(b) for b in _length_batches(np.array([40, 38, 12, 11]), 8, np.arange(4))]
+        >>> [b.tolist() for b in _length_batches(np.array([40, 38, 12, 11]), 8, np.arange(4))]
         [[0, 1], [2, 3]]
     """
     start = 0

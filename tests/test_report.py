@@ -65,7 +65,9 @@ def test_each_assemble_leaves_one_line_without_text(make_engine: Callable[..., E
         assert record["timings_ms"] == response.timings_ms
         assert record["namespace"] == "default" and record["profile"] == "default"
         assert record["request_id"] is None  # in process: no HTTP request id
-        assert record["cache"] is None  # the response carries no cache outcome
+        assert record["cache"] == {"hit": response.cache.hit,
+                                   "similarity": response.cache.similarity,
+                                   "age_s": response.cache.age_s}
         assert "query" not in record
     assert records[0]["query_type"] == "qa" and records[-1]["query_type"] is None
     assert records[0]["history_available_tokens"] > 0

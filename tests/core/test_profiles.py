@@ -159,7 +159,7 @@ def test_eval_compare_prints_both_profiles(tmp_path: Path, monkeypatch: pytest.M
     report = json.loads((tmp_path / "cmp.json").read_text())
     assert set(report["profiles"]) == {"default", "lexical_heavy"}
     assert main(["eval", "beir", str(TINY), "--profile", "lexical_heavy", *argv]) == 0
-    assert capsys.readouterr().out.startswith("lexical_heavy hybrid: nDCG@10")
+    assert capsys.readouterr().out.startswith("lexical_heavy hybrid, top 10: nDCG@10")
     assert main(["eval", "compare", "beir", str(TINY), "--profiles", "default,nope",
                  *argv]) == 2
     assert "unknown profile 'nope'" in capsys.readouterr().err

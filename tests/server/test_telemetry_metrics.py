@@ -99,12 +99,9 @@ async def test_assemble_metrics_by_section_budget_stage_drop_and_profile(
     saved = response.usage.documents_available - response.usage.documents
     assert saved > 0 and sample(text, "contextd_tokens_saved_total", versus="documents",
                                 **labels) == saved
-    # No cache outcome on the response: no cache samples.
-    assert label_values(text, "contextd_assemble_cache", "outcome") == set()
-
-
-class CachedResponse(AssembleResponse):
-    cache: dict
+    # One call, its cache outcome counted once.
+    outcome = "hit" if response.cache.hit else "miss"
+    assert label_values(text, "contextd_assemble_cache", "outcome") == {outcome}
 
 
 async def test_cache_outcome_counted_when_the_response_carries_one(
@@ -114,10 +111,10 @@ async def test_cache_outcome_counted_when_the_response_carries_one(
     run = engine.pipeline.run
     hits = iter([False, True, True])
 
-    def with_cache(req):
-        response = run(req)
-        return CachedResponse(**dict(response), cache={"hit": next(hits), "similarity": None,
-                                                       "age_s": None})
+    def with_cache(req, *args, **kwargs):
+        response = run(req, *args, **kwargs)
+        return response.model_copy(update={"cache": response.cache.model_copy(
+            update={"hit": next(hits)})})
 
     monkeypatch.setattr(engine.pipeline, "run", with_cache)
 
