@@ -23,8 +23,10 @@ import numpy as np
 from psycopg import sql
 
 from contextd.store.filters import Filter
+from contextd.store.idempotency import IdempotencyKey
 from contextd.store.postgres.database import Database
 from contextd.store.postgres.filters import compile_postgres
+from contextd.store.postgres.idempotency import check_unused, store_response
 from contextd.store.postgres.lexemes import LexemeCache, match_terms, tsquery_text
 from contextd.store.records import ChunkRow, DocumentWrite, WriteResult
 
@@ -79,13 +81,18 @@ class PostgresDocumentStore:
                 (list(ids),)).fetchall()
         return dict(rows)
 
-    def write_documents(self, docs: Sequence[DocumentWrite]) -> WriteResult:
-        """Replace the given documents and their chunks (and vectors) in one transaction."""
+    def write_documents(self, docs: Sequence[DocumentWrite],
+                        idempotency: IdempotencyKey | None = None,
+                        response: dict[str, Any] | None = None) -> WriteResult:
+        """Replace the given documents and their chunks (and vectors) in one transaction;
+        with an idempotency key, `response` is stored in it too (`Replayed` if the key has
+        one)."""
         now = time.time()
         removed: list[int] = []
         added: list[int] = []
         vectors: list[np.ndarray] = []
         with self.db.connection() as conn:
+            check_unused(conn, self.schema, idempotency)
             seq_before = self._lock_head(conn)
             for doc in docs:
                 removed.extend(self._remove_chunks(conn, doc.id))
@@ -117,8 +124,17 @@ class PostgresDocumentStore:
                 added.extend(ids)
                 vectors.extend(c.embedding for c in doc.chunks)
             seq = self._log(conn, seq_before, removed, added)
+            if idempotency is not None:
+                store_response(conn, self.schema, idempotency, response or {})
         matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
         return WriteResult(removed, added, matrix, seq, seq_before)
+
+    def remember(self, idempotency: IdempotencyKey, response: dict[str, Any]) -> None:
+        """Store the response of a request that wrote nothing (`Replayed` if the key has one),
+        so its repeats answer the same."""
+        with self.db.connection() as conn:
+            check_unused(conn, self.schema, idempotency)
+            store_response(conn, self.schema, idempotency, response)
 
     def delete_document(self, doc_id: str) -> WriteResult | None:
         """Remove a document, its chunks and vectors, or None if absent."""
@@ -191,6 +207,13 @@ class PostgresDocumentStore:
             return dict(conn.execute(self._q(
                 "SELECT id, doc_id FROM {s}.chunks WHERE id = ANY(%s)"),
                 ([int(i) for i in ids],)).fetchall())
+
+    def chunk_places(self, ids: set[int] | Sequence[int]) -> dict[int, tuple[str, int]]:
+        """(document id, chunk number) of each chunk id that still exists."""
+        with self.db.connection() as conn:
+            return {r[0]: (r[1], r[2]) for r in conn.execute(self._q(
+                "SELECT id, doc_id, ord FROM {s}.chunks WHERE id = ANY(%s)"),
+                ([int(i) for i in ids],))}
 
     def filtered_chunk_ids(self, filters: Filter | dict[str, Any]) -> np.ndarray:
         where, params = compile_postgres(filters)

@@ -115,6 +115,19 @@ CREATE TABLE {s}.turns (
 );
 CREATE INDEX ON {s}.turns USING gin (tsv);
 """),
+    # Stored responses of keyed writes (contextd.store.idempotency), written in the write's
+    # transaction.
+    (2, """
+CREATE TABLE {s}.idempotency (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    response    TEXT NOT NULL,
+    created_at  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX ON {s}.idempotency (created_at);
+"""),
 ]
 
 

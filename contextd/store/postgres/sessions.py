@@ -22,8 +22,10 @@ import numpy as np
 from psycopg import sql
 
 from contextd.errors import Conflict
+from contextd.store.idempotency import IdempotencyKey
 from contextd.store.postgres.database import Database
 from contextd.store.postgres.documents import as_vector
+from contextd.store.postgres.idempotency import check_unused, store_response
 from contextd.store.postgres.lexemes import LexemeCache, match_terms, tsquery_text
 from contextd.store.records import SessionRow, TurnRow, TurnWrite
 
@@ -40,6 +42,7 @@ class PostgresSessionStore:
 
     def __init__(self, db: Database, schema: str) -> None:
         self.db = db
+        self._schema = schema
         self._s = sql.Identifier(schema)
         self._lexemes = LexemeCache()
 
@@ -63,11 +66,15 @@ class PostgresSessionStore:
                 "s.updated_at FROM {s}.sessions s ORDER BY s.updated_at DESC, s.id")).fetchall()
         return [{"session_id": r[0], "turns": r[1], "updated_at": r[2]} for r in rows]
 
-    def append(self, session_id: str, turns: Sequence[TurnWrite]) -> list[TurnRow]:
-        """Append turns in order, creating the session; all of them or none."""
+    def append(self, session_id: str, turns: Sequence[TurnWrite],
+               idempotency: IdempotencyKey | None = None) -> list[TurnRow]:
+        """Append turns in order, creating the session; all of them or none. With an
+        idempotency key, `{"turn_ids", "turns"}` is stored in the same transaction (and
+        `Replayed` raised, writing nothing, if the key already has a response)."""
         now = time.time()
         rows: list[TurnRow] = []
         with self.db.connection() as conn:
+            check_unused(conn, self._schema, idempotency)
             # The upsert locks the session row until commit: concurrent appends queue here.
             conn.execute(self._q(
                 "INSERT INTO {s}.sessions(id, created_at, updated_at) VALUES (%s, %s, %s) "
@@ -99,6 +106,10 @@ class PostgresSessionStore:
                     "INSERT INTO {s}.turns(session_id, seq, id, role, name, content, "
                     "tool_calls, tool_call_id, ts, tokens, embedding) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)"), values)
+            if idempotency is not None:
+                # Turns are only ever removed with their session, so the last seq is the count.
+                store_response(conn, self._schema, idempotency,
+                               {"turn_ids": [r.id for r in rows], "turns": seq})
         return rows
 
     def turns(self, session_id: str, after_seq: int = 0) -> list[TurnRow]:
