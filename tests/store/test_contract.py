@@ -12,6 +12,7 @@ import pytest
 
 from contextd.retrieval.lexical import fts_query
 from contextd.store.filters import parse_filter
+from contextd.store.idempotency import IdempotencyKey, IdempotencyKeyReused, Replayed
 from contextd.store.protocols import DocumentStore, SessionStore, VectorIndex
 from contextd.store.records import DocumentWrite, NewChunk, TurnWrite
 from contextd.store.sessions import SqliteSessionStore
@@ -99,6 +100,57 @@ def test_documents_write_read_replace_delete(backend: Backend) -> None:
     assert deleted is not None and len(deleted.removed_chunk_ids) == 1
     assert store.delete_document("b") is None
     assert store.counts()["documents"] == 1
+
+
+def test_chunk_places(backend: Backend) -> None:
+    store = backend.documents
+    written = store.write_documents([doc("a", ["one", "two"]), doc("b", ["three"])])
+    a0, a1, b0 = written.added_chunk_ids
+    assert store.chunk_places({a0, a1, b0, 10_000}) == {a0: ("a", 0), a1: ("a", 1),
+                                                        b0: ("b", 0)}
+    store.delete_document("a")
+    assert store.chunk_places([a0, b0]) == {b0: ("b", 0)}
+
+
+def keyed(name: str, operation: str, body: object) -> IdempotencyKey:
+    key = IdempotencyKey(name, scope="key:1")
+    key.bind(operation, body)
+    return key
+
+
+def test_idempotent_document_writes(backend: Backend) -> None:
+    store = backend.documents
+    first = store.write_documents([doc("a", ["olive"])], keyed("k1", "upsert", [1]),
+                                  {"upserted": ["a"], "n": 1})
+    with pytest.raises(Replayed) as replay:
+        store.write_documents([doc("a", ["other", "text"])], keyed("k1", "upsert", [1]))
+    assert replay.value.response == {"upserted": ["a"], "n": 1}
+    assert store.last_seq() == first.seq and store.counts()["chunks"] == 1  # nothing written
+    with pytest.raises(IdempotencyKeyReused):
+        store.write_documents([doc("b", ["barley"])], keyed("k1", "upsert", [2]))
+    assert store.get_document("b") is None
+    # The same key under another scope is another key.
+    other = IdempotencyKey("k1", scope="key:2")
+    other.bind("upsert", [1])
+    store.write_documents([doc("b", ["barley"])], other, {"upserted": ["b"]})
+    assert store.get_document("b") is not None
+    store.remember(keyed("k2", "delete", "zz"), {"deleted": False})
+    with pytest.raises(Replayed) as replay:
+        store.remember(keyed("k2", "delete", "zz"), {"deleted": True})
+    assert replay.value.response == {"deleted": False}
+
+
+def test_idempotent_appends(backend: Backend) -> None:
+    sessions = backend.sessions
+    turn = TurnWrite(None, "user", "hello", None, None, None, None, 1, None)
+    rows = sessions.append("s1", [turn, turn], keyed("a1", "append", "hello"))
+    with pytest.raises(Replayed) as replay:
+        sessions.append("s1", [turn, turn], keyed("a1", "append", "hello"))
+    assert replay.value.response == {"turn_ids": [r.id for r in rows], "turns": 2}
+    assert sessions.session("s1").turns == 2  # type: ignore[union-attr]
+    with pytest.raises(IdempotencyKeyReused):
+        sessions.append("s1", [turn], keyed("a1", "append", "other"))
+    assert sessions.session("s1").turns == 2  # type: ignore[union-attr]
 
 
 def test_filters_and_lexical_search(backend: Backend) -> None:
