@@ -28,7 +28,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry, check_namespace
 from contextd.protocols import Embedder
 from contextd.settings import Settings
-from contextd.store.idempotency import IdempotencyKey, Replayed, stored_response
+from contextd.store.idempotency import IdempotencyKey, Replayed
 from contextd.store.records import DocumentWrite, NewChunk
 from contextd.tokens import get_counter
 from contextd.validation import parse
@@ -90,8 +90,8 @@ class DocumentIngestor:
             idempotency.bind("upsert", [d.model_dump(mode="json") for d in docs])
             # A repeat answers before any chunking or embedding; the write transaction
             # checks again, for a repeat that races the first attempt.
-            if exists and (stored := stored_response(
-                    self.registry.get(namespace).store.reader(), idempotency)) is not None:
+            if exists and (stored := self.registry.get(namespace).store.stored_response(
+                    idempotency)) is not None:
                 return UpsertResult.model_validate(stored)
         existing = (self.registry.get(namespace).store.content_hashes([d.id for d in docs])
                     if exists else {})

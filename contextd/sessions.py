@@ -27,7 +27,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry, check_namespace
 from contextd.protocols import Embedder
 from contextd.settings import Settings
-from contextd.store.idempotency import IdempotencyKey, Replayed, stored_response
+from contextd.store.idempotency import IdempotencyKey, Replayed
 from contextd.store.records import TurnRow, TurnWrite
 from contextd.tokens import TOKENS_PER_MESSAGE, get_counter, message_tokens
 from contextd.validation import parse
@@ -112,8 +112,9 @@ class SessionService:
             if not idempotency.fingerprint:
                 idempotency.bind("append", {"session_id": session_id, "messages": [
                     m.model_dump(mode="json") for m in parsed]})
-            if self.registry.exists(namespace) and (stored := stored_response(
-                    self.registry.get(namespace).store.reader(), idempotency)) is not None:
+            if self.registry.exists(namespace) and (
+                    stored := self.registry.get(namespace).store.stored_response(
+                        idempotency)) is not None:
                 return self._appended(namespace, session_id, stored)
         writes = self.turn_writes(parsed, namespace)
         ns = self.registry.get_or_create(namespace)

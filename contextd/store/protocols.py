@@ -46,6 +46,11 @@ class DocumentStore(Protocol):
         `response` under it in the same transaction (`Replayed` if it holds one already)."""
         ...
 
+    def stored_response(self, idempotency: IdempotencyKey) -> dict[str, Any] | None:
+        """The response already stored under a key, read outside any write (the write
+        checks again); `IdempotencyKeyReused` if it was stored for another request."""
+        ...
+
     def remember(self, idempotency: IdempotencyKey, response: dict[str, Any]) -> None:
         """Store the response of a keyed request that wrote nothing."""
         ...

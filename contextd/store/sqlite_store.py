@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from contextd.store.filters import compile_sqlite
-from contextd.store.idempotency import IdempotencyKey, check_unused, store_response
+from contextd.store.idempotency import (
+    IdempotencyKey,
+    check_unused,
+    store_response,
+    stored_response,
+)
 from contextd.store.records import ChunkRow, DocumentWrite, NewChunk, WriteResult
 from contextd.store.schema import connect, create_schema
 
@@ -149,6 +154,10 @@ class SqliteStore:
             seq = self._last_seq(tx)
         matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
         return WriteResult(removed, added, matrix, seq, seq_before)
+
+    def stored_response(self, idempotency: IdempotencyKey) -> dict[str, Any] | None:
+        """The response already stored under `idempotency`, or None."""
+        return stored_response(self.reader(), idempotency)
 
     def remember(self, idempotency: IdempotencyKey, response: dict[str, Any]) -> None:
         """Store the response of a request that wrote nothing (`Replayed` if the key has one),

@@ -125,6 +125,10 @@ def test_idempotent_document_writes(backend: Backend) -> None:
     with pytest.raises(Replayed) as replay:
         store.write_documents([doc("a", ["other", "text"])], keyed("k1", "upsert", [1]))
     assert replay.value.response == {"upserted": ["a"], "n": 1}
+    assert store.stored_response(keyed("k1", "upsert", [1])) == {"upserted": ["a"], "n": 1}
+    assert store.stored_response(keyed("k9", "upsert", [1])) is None
+    with pytest.raises(IdempotencyKeyReused):
+        store.stored_response(keyed("k1", "upsert", [3]))
     assert store.last_seq() == first.seq and store.counts()["chunks"] == 1  # nothing written
     with pytest.raises(IdempotencyKeyReused):
         store.write_documents([doc("b", ["barley"])], keyed("k1", "upsert", [2]))

@@ -26,7 +26,7 @@ from contextd.store.filters import Filter
 from contextd.store.idempotency import IdempotencyKey
 from contextd.store.postgres.database import Database
 from contextd.store.postgres.filters import compile_postgres
-from contextd.store.postgres.idempotency import check_unused, store_response
+from contextd.store.postgres.idempotency import check_unused, store_response, stored_response
 from contextd.store.postgres.lexemes import LexemeCache, match_terms, tsquery_text
 from contextd.store.records import ChunkRow, DocumentWrite, WriteResult
 
@@ -128,6 +128,11 @@ class PostgresDocumentStore:
                 store_response(conn, self.schema, idempotency, response or {})
         matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
         return WriteResult(removed, added, matrix, seq, seq_before)
+
+    def stored_response(self, idempotency: IdempotencyKey) -> dict[str, Any] | None:
+        """The response already stored under `idempotency`, or None."""
+        with self.db.connection() as conn:
+            return stored_response(conn, self.schema, idempotency, lock=False)
 
     def remember(self, idempotency: IdempotencyKey, response: dict[str, Any]) -> None:
         """Store the response of a request that wrote nothing (`Replayed` if the key has one),

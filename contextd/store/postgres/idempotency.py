@@ -26,12 +26,14 @@ def _q(schema: str, text: str) -> sql.Composed:
     return sql.SQL(text).format(s=sql.Identifier(schema))
 
 
-def stored_response(tx: Any, schema: str, key: IdempotencyKey) -> dict[str, Any] | None:
+def stored_response(tx: Any, schema: str, key: IdempotencyKey, *,
+                    lock: bool = True) -> dict[str, Any] | None:
     """The response stored under `key` (and mark it replayed), or None if there is none
     younger than TTL_S; IdempotencyKeyReused if it was stored for a different request.
-    Holds the key's advisory lock until the transaction ends."""
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-               (json.dumps([schema, key.scope, key.key]),))
+    With `lock`, holds the key's advisory lock until the transaction ends."""
+    if lock:
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                   (json.dumps([schema, key.scope, key.key]),))
     row = tx.execute(_q(schema,
         "SELECT fingerprint, response FROM {s}.idempotency WHERE scope = %s AND key = %s "
         "AND created_at >= %s"), (key.scope, key.key, time.time() - TTL_S)).fetchone()
