@@ -11,7 +11,8 @@ import pytest
 from contextd import Engine, Settings
 from contextd.cli import main
 from contextd.embedding import HashEmbedder
-from contextd.errors import Conflict
+from contextd.errors import Conflict, NotFound
+from contextd.store.idempotency import IdempotencyKeyReused
 
 DOCS = [{"id": f"d{i}", "title": f"Note {i}", "metadata": {"shelf": i % 3},
          "text": f"Grove {i}: the {word} harvest starts when the {word} is ripe. "
@@ -75,5 +76,31 @@ def test_copy_answers_the_same_and_embeds_nothing(
             from contextd.store.postgres.copy import copy_data_directory
 
             copy_data_directory(source_dir, postgres_url, ["other"])
+    finally:
+        copy.close()
+
+
+def test_copy_carries_idempotency_keys(make_engine: Callable[..., Engine], postgres_url: str,
+                                       tmp_path: Path) -> None:
+    source_dir = tmp_path / "source"
+    source = make_engine(source_dir)
+    upserted = source.upsert_documents(DOCS[:3], idempotency_key="up-1")
+    appended = source.append_messages("s1", [{"role": "user", "content": "Hello"}],
+                                      idempotency_key="ap-1")
+    source.close()
+    assert main(["migrate", "--from", str(source_dir), "--to", postgres_url]) == 0
+
+    copy = Engine(tmp_path / "replica", Settings(embedder="hash", store=postgres_url,
+                                                 batch_wait_ms=0))
+    try:
+        # Repeats answer with the first responses and write nothing; another body is refused.
+        assert copy.upsert_documents(DOCS[:3], idempotency_key="up-1") == upserted
+        assert copy.append_messages("s1", [{"role": "user", "content": "Hello"}],
+                                    idempotency_key="ap-1").turn_ids == appended.turn_ids
+        assert len(copy.get_session("s1").turns) == 1
+        with pytest.raises(IdempotencyKeyReused):
+            copy.upsert_documents(DOCS[3:4], idempotency_key="up-1")
+        with pytest.raises(NotFound):
+            copy.get_document(DOCS[3]["id"])
     finally:
         copy.close()

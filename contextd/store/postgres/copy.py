@@ -2,9 +2,10 @@
 re-embedding, then check that every count matches.
 
 Documents come over with their chunks and stored vectors (chunk ids are the target's own),
-sessions with their turns (numbers, ids, vectors), summaries and creation times, so the
-copied namespace answers searches and assembles as the original did. A namespace that
-already holds anything in the target is refused rather than merged.
+sessions with their turns (numbers, ids, vectors), summaries and creation times, and the
+stored responses of idempotency keys (which name documents and turns, never chunk ids), so
+the copied namespace answers searches, assembles and repeated keyed writes as the original
+did. A namespace that already holds anything in the target is refused rather than merged.
 
     >>> copy_data_directory(Path("indexes"), "postgresql://db/contextd")  # doctest: +SKIP
     {'default': {'documents': 12, 'chunks': 31, 'sessions': 2, 'turns': 18}}
@@ -95,6 +96,7 @@ def _copy_namespace(name: str, source: SqliteStore, catalog: PostgresCatalog
                             [(created, updated, write.id) for write, (created, updated)
                              in batch])
     _copy_sessions(source, target, catalog.db)
+    _copy_idempotency(source, target, catalog.db)
     return _verify(name, source, target, catalog.db)
 
 
@@ -148,6 +150,17 @@ def _copy_sessions(source: SqliteStore, target: PostgresNamespace, db: Database)
                               tokens, blob_vector(blob) if blob is not None else None)
                              for seq, tid, role, name, content, tool_calls, call_id, ts,
                              tokens, blob in turns])
+
+
+def _copy_idempotency(source: SqliteStore, target: PostgresNamespace, db: Database) -> None:
+    """The keys' stored responses, so a client retrying across the switch gets its answer."""
+    rows = source.reader().execute(
+        "SELECT scope, key, fingerprint, response, created_at FROM idempotency").fetchall()
+    if rows:
+        with db.connection() as pg, pg.cursor() as cur:
+            cur.executemany(_q(target, "INSERT INTO {s}.idempotency(scope, key, fingerprint, "
+                                       "response, created_at) VALUES (%s, %s, %s, %s, %s)"),
+                            rows)
 
 
 def _verify(name: str, source: SqliteStore, target: PostgresNamespace,
