@@ -104,3 +104,35 @@ def test_copy_carries_idempotency_keys(make_engine: Callable[..., Engine], postg
             copy.get_document(DOCS[3]["id"])
     finally:
         copy.close()
+
+
+def test_a_namespace_of_an_older_schema_is_upgraded_on_open(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextd.store.idempotency import IdempotencyKey, Replayed
+    from contextd.store.postgres import migrations
+    from contextd.store.postgres.database import Database
+    from contextd.store.postgres.namespace import PostgresCatalog
+
+    released = migrations.NAMESPACE
+    monkeypatch.setattr(migrations, "NAMESPACE", released[:1])  # as before idempotency keys
+    old = PostgresCatalog(Database(postgres_url))
+    ns = old.open("default", dim=4, model_id="m")
+    assert ns is not None
+    ns.sessions.append("s1", [])
+    old.close()
+
+    monkeypatch.setattr(migrations, "NAMESPACE", released)
+    catalog = PostgresCatalog(Database(postgres_url))
+    try:
+        ns = catalog.open("default", dim=4, model_id="m", create=False)
+        assert ns is not None and ns.sessions.session("s1") is not None
+        with catalog.db.connection() as conn:
+            version = conn.execute("SELECT schema_version FROM contextd.namespaces "
+                                   "WHERE name = 'default'").fetchone()[0]
+        assert version == released[-1][0]
+        key = IdempotencyKey("k1")
+        ns.store.remember(key, {"ok": True})
+        with pytest.raises(Replayed):
+            ns.store.remember(key, {"ok": False})
+    finally:
+        catalog.close()
