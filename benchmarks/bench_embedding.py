@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from contextd.embedding import SentenceTransformerEmbedder, bundled_model_path  # noqa: E402
 
-DATA = Path("/work/shared/data/beir-scifact")
+DATA = Path("../shared/data/beir-scifact")
 # option name -> constructor arguments
 OPTIONS: dict[str, dict] = {
     "torch-fp32": {"backend": "torch-fp32"},

@@ -186,7 +186,7 @@ async def run_level(url: str, namespace: str, clients: int, queries: list[str],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="/work/shared/data/beir-scifact")
+    parser.add_argument("--data", default="../shared/data/beir-scifact")
     parser.add_argument("--data-dir", type=Path, default=OUT / "http-data")
     parser.add_argument("--namespace", default="scifact")
     parser.add_argument("--max-docs", type=int, default=None,

@@ -99,6 +99,13 @@ def stored_response(conn: sqlite3.Connection, key: IdempotencyKey) -> dict[str, 
     row = conn.execute(
         "SELECT fingerprint, response FROM idempotency WHERE scope = ? AND key = ? "
         "AND created_at >= ?", (key.scope, key.key, time.time() - TTL_S)).fetchone()
+    return replayed_response(key, row)
+
+
+def replayed_response(key: IdempotencyKey,
+                      row: tuple[str, str] | None) -> dict[str, Any] | None:
+    """The stored response of a `(fingerprint, response)` row found for `key` (marking the
+    key replayed), None for no row; IdempotencyKeyReused if it was another request's."""
     if row is None:
         return None
     if row[0] != key.fingerprint:

@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg import sql
 
-from contextd.store.idempotency import TTL_S, IdempotencyKey, IdempotencyKeyReused, Replayed
+from contextd.store.idempotency import TTL_S, IdempotencyKey, Replayed, replayed_response
 
 
 def _q(schema: str, text: str) -> sql.Composed:
@@ -37,15 +37,7 @@ def stored_response(tx: Any, schema: str, key: IdempotencyKey, *,
     row = tx.execute(_q(schema,
         "SELECT fingerprint, response FROM {s}.idempotency WHERE scope = %s AND key = %s "
         "AND created_at >= %s"), (key.scope, key.key, time.time() - TTL_S)).fetchone()
-    if row is None:
-        return None
-    if row[0] != key.fingerprint:
-        raise IdempotencyKeyReused(
-            f"idempotency key {key.key!r} was used for a different request in the last "
-            f"{TTL_S / 3600:g} h: send a new key for a new request, and the same body with "
-            "the same key only to repeat one")
-    key.replayed = True
-    return json.loads(row[1])  # type: ignore[no-any-return]
+    return replayed_response(key, row)
 
 
 def check_unused(tx: Any, schema: str, key: IdempotencyKey | None) -> None:
