@@ -25,6 +25,9 @@ DOCUMENTS_HEADER = (
     "Context documents, numbered. Use them to answer and cite them by number, e.g. [1]."
 )
 RECALLED_HEADER = "Earlier turns of this conversation relevant to the question:"
+# When turns of the user's other sessions are among them (recall_scope "user").
+RECALLED_OTHERS_HEADER = ("Earlier turns relevant to the question, from this conversation "
+                          "and, where marked, from the user's other conversations:")
 SUMMARY_HEADER = "Summary of the earlier conversation:"
 
 

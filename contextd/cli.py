@@ -283,7 +283,8 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
         return 0
     for row in sessions:
         updated = row.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{row.session_id}  {row.turns} turns, updated {updated}")
+        user = f", user {row.user_id}" if row.user_id else ""
+        print(f"{row.session_id}  {row.turns} turns, updated {updated}{user}")
     return 0
 
 
@@ -293,6 +294,8 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(info.model_dump_json(indent=2))
         return 0
+    if info.user_id:
+        print(f"--- user {info.user_id}")
     if info.summary:
         print(f"--- summary (through turn {info.summary_through}, {info.summary_tokens} tokens)")
         print(info.summary)

@@ -354,18 +354,20 @@ class Engine:
 
     def append_messages(self, session_id: str, messages: Sequence[ChatMessage | dict[str, Any]],
                         *, namespace: str = "default",
-                        idempotency_key: str | IdempotencyKey | None = None) -> AppendResult:
+                        idempotency_key: str | IdempotencyKey | None = None,
+                        user_id: str | None = None) -> AppendResult:
         """Append turns to a session (created on first use); embeddings computed now. Under
         an `idempotency_key` (new for each logical request, the same for its retries) a
         repeat of the same messages stores nothing and returns the first result; the same
-        key with other messages is a 422 (keys live 24 h).
+        key with other messages is a 422 (keys live 24 h). `user_id` names the session's
+        user, once: a session of another user is a 409 (`Conflict`).
 
             >>> engine.append_messages("s1", [{"role": "user", "content": "Hi"}],
-            ...                        idempotency_key="b7e1c0de")  # doctest: +SKIP
+            ...                        idempotency_key="b7e1c0de", user_id="ana")  # doctest: +SKIP
         """
         with self.registry.lease(namespace):
             return self.sessions.append(namespace, session_id, messages,
-                                        as_key(idempotency_key))
+                                        as_key(idempotency_key), user_id=user_id)
 
     def get_session(self, session_id: str, *, namespace: str = "default") -> SessionInfo:
         """A session's turns, running summary and token counts."""
@@ -388,7 +390,8 @@ class Engine:
         with self.registry.lease(namespace):
             rows = self.registry.get(namespace).sessions.listing()
         return [SessionSummary(session_id=r["session_id"], turns=r["turns"],
-                               updated_at=datetime.fromtimestamp(r["updated_at"], tz=UTC))
+                               updated_at=datetime.fromtimestamp(r["updated_at"], tz=UTC),
+                               user_id=r["user_id"])
                 for r in rows]
 
     # ------------------------------------------------------------------ namespaces

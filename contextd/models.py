@@ -62,6 +62,9 @@ Namespace = Annotated[
 ]
 DocumentId = Annotated[str, Field(pattern=ID_PATTERN, description="Document id.")]
 SessionId = Annotated[str, Field(pattern=SESSION_PATTERN, description="Session id.")]
+# The same rules as a session id (an email address or an opaque id both fit).
+USER_PATTERN = SESSION_PATTERN
+UserId = Annotated[str, Field(pattern=USER_PATTERN, description="User id.")]
 
 
 def check_json_scalar(value: Any, what: str) -> Any:
@@ -394,6 +397,10 @@ class SearchResponse(BaseModel):
 
 class AppendRequest(_Model):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    user_id: UserId | None = Field(
+        default=None, description="The user the session belongs to: stored on a session that "
+        "has none, and then never changed (another one is a 409). Lets recall_scope 'user' "
+        "recall this session's turns in the user's other sessions.")
 
 
 class Turn(BaseModel):
@@ -420,6 +427,8 @@ class SessionSummary(BaseModel):
     session_id: str
     turns: int = Field(description="Turns in the session.")
     updated_at: datetime = Field(description="When the session last changed.")
+    user_id: str | None = Field(default=None, description="The user the session belongs to, "
+                                "if one was set.")
 
 
 class SessionInfo(BaseModel):
@@ -430,6 +439,8 @@ class SessionInfo(BaseModel):
     summary_through: int = Field(description="Last turn seq folded into the summary; 0 if none.")
     summary_tokens: int
     turn_tokens: int = Field(description="Tokens of all turns as chat messages.")
+    user_id: str | None = Field(default=None, description="The user the session belongs to, "
+                                "if one was set.")
 
 
 # --------------------------------------------------------------------------- assemble
@@ -480,6 +491,15 @@ class AssembleRequest(_Model):
     recall: StrictBool = Field(
         default=True, description="Bring back evicted turns relevant to the query."
     )
+    recall_scope: Literal["session", "user"] = Field(
+        default="session", description="Where recall searches: 'session', this session's "
+        "turns; 'user', also the turns of every other session of the session's user_id in the "
+        "namespace (its most recently updated 100), shown with their conversation and day. "
+        "'user' needs a session with a user_id.")
+    user_id: UserId | None = Field(
+        default=None, description="The user the session belongs to, stored with the "
+        "request's messages as an append stores it (set once, never changed); without "
+        "messages it must be the session's.")
     previous_prefix_digest: str | None = Field(
         default=None, max_length=64, description="The prefix_digest of this session's "
         "previous response, to learn whether the stable prefix changed (prefix_unchanged).")
@@ -515,6 +535,12 @@ class AssembleRequest(_Model):
     def _check_budget(self) -> AssembleRequest:
         if self.max_tokens is None and self.model is None:
             raise ValueError("give a budget: set max_tokens, model, or both")
+        if self.session_id is None and self.recall_scope == "user":
+            raise ValueError("recall_scope 'user' recalls from the other sessions of a "
+                             "session's user: set session_id (of a session with a user_id)")
+        if self.session_id is None and self.user_id is not None:
+            raise ValueError("user_id is stored on a session: set session_id, or leave "
+                             "user_id out")
         return self
 
 
@@ -599,6 +625,11 @@ class CacheInfo(BaseModel):
         "{assembly_id}), so the model call can be skipped; null if none or on a miss.")
 
 
+class OtherTurn(BaseModel):
+    session_id: str = Field(description="The user's other session the turn was said in.")
+    turn_id: str = Field(description="The turn's id in that session.")
+
+
 class AssembleResponse(BaseModel):
     namespace: str = Field(description="Namespace the documents came from.")
     session_id: str | None = Field(description="Session the history came from, if any.")
@@ -614,6 +645,9 @@ class AssembleResponse(BaseModel):
     documents: list[UsedDocument] = Field(description="Documents in the context block.")
     history_turn_ids: list[str] = Field(description="Turns included verbatim, oldest first.")
     recalled_turn_ids: list[str] = Field(description="Evicted turns brought back for this query.")
+    recalled_other_turns: list[OtherTurn] = Field(
+        default_factory=list, description="Turns of the user's other sessions brought back "
+        "for this query (recall_scope 'user'), oldest first.")
     summary_through: int = Field(description="Last turn seq covered by the included summary.")
     dropped: list[Dropped] = Field(description="What was left out, and why.")
     prefix_digest: str | None = Field(

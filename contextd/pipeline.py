@@ -31,6 +31,7 @@ from contextd.models import (
     AssembleResponse,
     ChatMessage,
     Dropped,
+    OtherTurn,
     OutputMessage,
     Usage,
     UsedDocument,
@@ -123,7 +124,8 @@ class AssemblePipeline:
             # A repeat under the same idempotency key stores nothing and assembles afresh.
             if idempotency is not None:
                 idempotency.bind("assemble", req.model_dump(mode="json"))
-            self.sessions.append(req.namespace, req.session_id, new_messages, idempotency)
+            self.sessions.append(req.namespace, req.session_id, new_messages, idempotency,
+                                 user_id=req.user_id)
         # Keyed after the append: a request that stores turns is answered from the state they
         # made, never from the one before.
         with timed(timings, "cache"):
@@ -139,7 +141,8 @@ class AssemblePipeline:
 
         vector = None
         needs_vector = req.top_k > 0 or (req.recall and state.sessions is not None and (
-            state.summary_through > 0 or sum(t.tokens for t in state.turns) > history_budget))
+            state.summary_through > 0 or sum(t.tokens for t in state.turns) > history_budget
+            or state.others is not None))
         pending = None
         if needs_vector:
             with timed(timings, "embed"):  # without micro-batching the vector is computed here
@@ -201,7 +204,8 @@ class AssemblePipeline:
                 [m.openai() | {"id": m.id, "timestamp": m.timestamp} for m in new_messages],
                 counter))
         state = self.sessions.state(req.namespace, req.session_id,
-                                    whole_within=history_budget)
+                                    whole_within=history_budget, scope=req.recall_scope,
+                                    user_id=None if new_messages else req.user_id)
         if counter.encoding_name != self.settings.encoding:
             state.turns = [t.__class__(**{**t.__dict__, "tokens": message_tokens(
                 t.message(), counter)}) for t in state.turns]
@@ -279,7 +283,9 @@ class AssemblePipeline:
             encoding=counter.encoding_name,
             messages=[OutputMessage.model_validate(m) for m in messages], usage=usage,
             documents=used, history_turn_ids=[t.id for t in history.window],
-            recalled_turn_ids=[t.id for t in history.recalled],
+            recalled_turn_ids=[t.id for t in history.recalled if t.origin is None],
+            recalled_other_turns=[OtherTurn(session_id=t.origin.session_id, turn_id=t.id)
+                                  for t in history.recalled if t.origin is not None],
             summary_through=history.summary_through if history.summary_message else 0,
             dropped=dropped, prefix_digest=prefix_digest, prefix_unchanged=prefix_unchanged,
             warnings=budget.warnings,

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from contextd.errors import InvalidRequest, SessionNotFound
+from contextd.errors import Conflict, InvalidRequest, SessionNotFound
 from contextd.memory.conversation import ConversationMemory, HistoryState
+from contextd.memory.recall import UserScope
 from contextd.models import (
     MAX_MESSAGES,
     SESSION_PATTERN,
+    USER_PATTERN,
     AppendResult,
     ChatMessage,
     SessionInfo,
@@ -39,6 +41,15 @@ def check_session_id(session_id: str) -> str:
             f"invalid session id {session_id!r}: use 1-128 characters of letters, digits, "
             "'_', '.', ':', '@' and '-', starting with a letter or digit")
     return session_id
+
+
+def check_user_id(user_id: str | None) -> str | None:
+    if user_id is not None and (not isinstance(user_id, str)
+                                or not re.fullmatch(USER_PATTERN, user_id)):
+        raise InvalidRequest(
+            f"invalid user_id {user_id!r}: use 1-128 characters of letters, digits, "
+            "'_', '.', ':', '@' and '-', starting with a letter or digit")
+    return user_id
 
 
 def parse_messages(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[ChatMessage]:
@@ -99,19 +110,25 @@ class SessionService:
 
     def append(self, namespace: str, session_id: str,
                messages: Sequence[ChatMessage | dict[str, Any]],
-               idempotency: IdempotencyKey | None = None) -> AppendResult:
+               idempotency: IdempotencyKey | None = None,
+               user_id: str | None = None) -> AppendResult:
         """Append turns; with an idempotency key (bound here unless the caller, such as an
         assemble, bound it to its whole request), a repeat stores nothing and answers as the
-        first attempt did."""
+        first attempt did. A `user_id` is stored on a session without one; a session of
+        another user is a `Conflict` and stores nothing."""
         check_namespace(namespace)
         check_session_id(session_id)
+        check_user_id(user_id)
         parsed = parse_messages(messages)
         if not parsed:
             raise InvalidRequest("messages is empty: send at least one message")
         if idempotency is not None:
             if not idempotency.fingerprint:
-                idempotency.bind("append", {"session_id": session_id, "messages": [
-                    m.model_dump(mode="json") for m in parsed]})
+                request: dict[str, Any] = {"session_id": session_id, "messages": [
+                    m.model_dump(mode="json") for m in parsed]}
+                if user_id is not None:  # absent, not null: older keys keep their fingerprint
+                    request["user_id"] = user_id
+                idempotency.bind("append", request)
             if self.registry.exists(namespace) and (
                     stored := self.registry.get(namespace).store.stored_response(
                         idempotency)) is not None:
@@ -119,7 +136,7 @@ class SessionService:
         writes = self.turn_writes(parsed, namespace)
         ns = self.registry.get_or_create(namespace)
         try:
-            rows = ns.sessions.append(session_id, writes, idempotency)
+            rows = ns.sessions.append(session_id, writes, idempotency, user_id=user_id)
         except Replayed as replay:
             return self._appended(namespace, session_id, replay.response)
         self.compact(namespace, session_id)
@@ -158,12 +175,14 @@ class SessionService:
                 tokens=message_tokens(plain, self.counter), embedding=vector))
         return writes
 
-    def state(self, namespace: str, session_id: str,
-              whole_within: int | None = None) -> HistoryState:
+    def state(self, namespace: str, session_id: str, whole_within: int | None = None,
+              scope: str = "session", user_id: str | None = None) -> HistoryState:
         """The session's unsummarised turns and summary, read only.
 
         With `whole_within`, a session whose every turn fits that many tokens comes whole and
         without its summary: compaction never hides turns from a budget that can hold them.
+        With `scope` "user", the user's other sessions are listed for recall. A `user_id`
+        must be the session's.
         """
         ns = self.registry.get(namespace)
         row = ns.sessions.session(session_id)
@@ -171,6 +190,23 @@ class SessionService:
             raise SessionNotFound(
                 f"session {session_id!r} does not exist in namespace {namespace!r}: send "
                 "messages with the request, or append them first, to start it")
+        if user_id is not None and row.user_id != user_id:
+            if row.user_id is None:
+                raise InvalidRequest(
+                    f"session {session_id!r} has no user_id, and an assemble without messages "
+                    "stores nothing: send user_id with messages (here or in an append) to set "
+                    "it, or leave user_id out")
+            raise Conflict(f"session {session_id!r} belongs to user_id {row.user_id!r}, not "
+                           f"{user_id!r}: send that user_id, or none")
+        others = None
+        if scope == "user":
+            if row.user_id is None:
+                raise InvalidRequest(
+                    f"recall_scope 'user' needs the session's user_id, and session "
+                    f"{session_id!r} has none: set user_id when appending its messages (or "
+                    "send user_id with this request's messages), or use recall_scope "
+                    "'session'")
+            others = UserScope.read(ns.sessions, row.user_id, session_id)
         whole = whole_within is not None and row.tokens <= whole_within
         through = 0 if whole else row.summary_through
         return HistoryState(
@@ -178,7 +214,7 @@ class SessionService:
             summary=None if whole else row.summary, summary_through=through,
             namespace=namespace, sessions=ns.sessions, session_id=session_id,
             generation=row.created_at, encoding=self.counter.encoding_name,
-            stored_tokens=content_tokens(row.tokens, row.turns))
+            stored_tokens=content_tokens(row.tokens, row.turns), others=others)
 
     def get(self, namespace: str, session_id: str) -> SessionInfo:
         check_session_id(session_id)
@@ -191,7 +227,7 @@ class SessionService:
         return SessionInfo(namespace=namespace, session_id=session_id, turns=turns,
                            summary=row.summary, summary_through=row.summary_through,
                            summary_tokens=row.summary_tokens,
-                           turn_tokens=sum(t.tokens for t in turns))
+                           turn_tokens=sum(t.tokens for t in turns), user_id=row.user_id)
 
     def delete(self, namespace: str, session_id: str) -> bool:
         check_session_id(session_id)

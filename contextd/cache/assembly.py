@@ -25,6 +25,7 @@ import numpy as np
 
 from contextd.cache.key import CacheKey
 from contextd.cache.store import CacheHit, SemanticCache
+from contextd.memory.recall import UserScope
 from contextd.models import AssembleRequest, AssembleResponse, CacheInfo, OutputMessage
 from contextd.store.namespace import NamespaceData
 from contextd.tokens import TokenBudget
@@ -64,7 +65,7 @@ class AssemblyCache:
         """
         if not (self.core.enabled and request.cache):
             return CacheProbe(self, None, query, ns, request, query_from_history)
-        state = _read_state(ns, request.session_id, query_from_history)
+        state = _read_state(ns, request.session_id, query_from_history, request.recall_scope)
         if state is None:  # no such session: the pipeline answers with its own error
             return CacheProbe(self, None, query, ns, request, query_from_history, counted=True)
         key = CacheKey.for_request(
@@ -125,7 +126,8 @@ class CacheProbe:
         response.cache = CacheInfo()
         if self.key is None:
             return response
-        now = _read_state(self.ns, self.request.session_id, self.query_from_history)
+        now = _read_state(self.ns, self.request.session_id, self.query_from_history,
+                          self.request.recall_scope)
         if now is not None and (now.documents_seq, now.session_seq, now.digest) == (
                 self.key.documents_seq, self.key.session_seq, self.key.state):
             self.cache.core.store(self.key, self.query, vector, response, response.assembly_id)
@@ -164,19 +166,30 @@ def _ask(response: AssembleResponse, query: str, budget: TokenBudget) -> bool:
     return True
 
 
-def _read_state(ns: NamespaceData, session_id: str | None,
-                query_from_history: bool) -> _State | None:
-    """The documents and session state a response depends on; None for a missing session."""
+def _read_state(ns: NamespaceData, session_id: str | None, query_from_history: bool,
+                recall_scope: str = "session") -> _State | None:
+    """The documents and session state a response depends on; None for a missing session.
+
+    With recall_scope "user" that includes the user's other sessions as recall lists them
+    (the same query): which ones, each one's creation time and turn count. Their turns are
+    only ever appended, and removed with their session, so those move with every change that
+    could change what recall finds there (an append, a delete, a recreation, a session
+    joining the user)."""
     documents_seq = ns.store.last_seq()
     if session_id is None:
         return _State(documents_seq, None, _digest(query_from_history))
     row = ns.sessions.session(session_id)
     if row is None:
         return None
+    others: tuple[tuple[str, float, int], ...] = ()
+    if recall_scope == "user" and row.user_id is not None:
+        others = tuple((r.id, r.created_at, r.turns) for r in UserScope.read(
+            ns.sessions, row.user_id, session_id).sessions)
     # The turn count is the last turn's sequence (turns are only appended); the creation time
     # tells a recreated session from the old one; the summary can be refined in place.
     return _State(documents_seq, row.turns, _digest(
-        query_from_history, row.created_at, row.tokens, row.summary_through, row.summary))
+        query_from_history, row.created_at, row.tokens, row.summary_through, row.summary,
+        row.user_id, others))
 
 
 def _digest(*parts: object) -> str:

@@ -2,7 +2,9 @@
 
 Staleness is impossible by construction rather than by invalidation: the key holds the
 namespace's change-log sequence and the session's sequence, which every upsert, delete and
-session append moves on, so an entry written before a change can never match a request after it.
+session append moves on, so an entry written before a change can never match a request after it
+(with recall_scope "user", `state` also holds the user's other sessions' turn counts and
+creation times: see contextd.cache.assembly).
 The rest of the request goes in as a digest of every field except the few the key holds by
 another name or that do not change the output; a field added to `AssembleRequest` later is in the
 digest automatically, so it can only make the key stricter. With a session, the request's

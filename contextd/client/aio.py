@@ -116,11 +116,12 @@ class AsyncClient(BaseClient):
     async def append_messages(self, session_id: str,
                               messages: Sequence[ChatMessage | dict[str, Any]], *,
                               namespace: str = "default",
-                              idempotency_key: str | None = None) -> AppendResult:
+                              idempotency_key: str | None = None,
+                              user_id: str | None = None) -> AppendResult:
         """Append turns to a session (created on first use); retried safely under one
-        Idempotency-Key."""
+        Idempotency-Key. `user_id` names the session's user, once (another is a 409)."""
         return await self._send(self._append(session_id, messages, namespace,
-                                             idempotency_key))
+                                             idempotency_key, user_id))
 
     async def get_session(self, session_id: str, *, namespace: str = "default") -> SessionInfo:
         """A session's turns, running summary and token counts."""

@@ -166,9 +166,13 @@ class BaseClient:
                     returns=SearchResponse)
 
     def _append(self, session_id: str, messages: Sequence[ChatMessage | dict[str, Any]],
-                namespace: str, idempotency_key: str | None = None) -> Call:
+                namespace: str, idempotency_key: str | None = None,
+                user_id: str | None = None) -> Call:
+        body: dict[str, Any] = {"messages": [_dump(m) for m in messages]}
+        if user_id is not None:
+            body["user_id"] = user_id
         return Call("POST", f"{_session_path(namespace, session_id)}/messages",
-                    json={"messages": [_dump(m) for m in messages]}, returns=AppendResult,
+                    json=body, returns=AppendResult,
                     headers=idempotency_headers(idempotency_key))
 
     def _sessions(self, namespace: str) -> Call:

@@ -27,9 +27,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from contextd.assembler import RECALLED_HEADER, SUMMARY_HEADER, newest_groups
+from contextd.assembler import (
+    RECALLED_HEADER,
+    RECALLED_OTHERS_HEADER,
+    SUMMARY_HEADER,
+    newest_groups,
+)
 from contextd.memory.priority import priority_seqs, relevance_order
-from contextd.memory.recall import TurnRecaller
+from contextd.memory.recall import OtherSessionHits, TurnRecaller, UserScope
 from contextd.memory.summariser import select_lines
 from contextd.memory.window import orphan_tool_results, plan_eviction, tool_groups
 from contextd.models import Dropped
@@ -55,6 +60,8 @@ class HistoryState:
     # Content tokens of every turn the session holds, summarised ones included (telemetry).
     stored_tokens: int = 0
     encoding: str | None = None  # what the stored turn costs were counted with
+    # recall_scope "user": the user's other sessions, whose relevant turns compete too.
+    others: UserScope | None = None
 
 
 @dataclass
@@ -97,9 +104,20 @@ def _turn_text(turn: TurnRow) -> str:
     return text
 
 
+def _origin_label(turn: TurnRow) -> str:
+    """Where a turn of another session was said: that conversation and the turn's day (else
+    the day the conversation started)."""
+    assert turn.origin is not None
+    if turn.ts is not None:
+        return f"conversation {turn.origin.session_id}, {format_day(turn.ts)}"
+    return (f"conversation {turn.origin.session_id}, started "
+            f"{format_day(turn.origin.session_created_at)}")
+
+
 def render_recalled(turns: Sequence[TurnRow]) -> str:
     """Turns as the recalled block shows them: in conversation order, one paragraph each,
-    the day written once, on the first turn of each day.
+    the day written once, on the first turn of each day. A turn of the user's other sessions
+    (first, as they are older) is marked with its conversation and day every time.
 
         >>> t = TurnRow(1, "t1", "user", "We land at 9.", "Ana", None, None, 1683554160.0, 9)
         >>> print(render_recalled([t, TurnRow(**{**t.__dict__, "seq": 2, "content": "Ok."})]))
@@ -109,11 +127,13 @@ def render_recalled(turns: Sequence[TurnRow]) -> str:
         <BLANKLINE>
         Ana: Ok.
     """
-    parts = [RECALLED_HEADER]
+    parts = [RECALLED_OTHERS_HEADER if any(t.origin for t in turns) else RECALLED_HEADER]
     day = None
     for turn in sorted(turns, key=lambda t: t.seq):
         head = f"{turn.name or turn.role}:"
-        if turn.ts is not None and (today := format_day(turn.ts)) != day:
+        if turn.origin is not None:
+            head = f"[{_origin_label(turn)}] {head}"
+        elif turn.ts is not None and (today := format_day(turn.ts)) != day:
             head, day = f"[{today}] {head}", today
         parts.append(f"{head} {_turn_text(turn)}".rstrip())
     return "\n\n".join(parts)
@@ -186,11 +206,15 @@ class ConversationMemory:
             messages = [m for i, m in enumerate(messages) if i not in orphans]
         # Turn costs are stored with the turns (recounted upstream for another encoding).
         costs = [t.tokens for t in turns]
-        if state.summary_through == 0 and sum(costs) <= budget:
+        others = (self.recaller.other_sessions(state.namespace or "", state.sessions,
+                                               state.others, query, query_vector)
+                  if recall and state.others is not None and state.sessions is not None
+                  else None)
+        if state.summary_through == 0 and sum(costs) <= budget and not others:
             result.window, result.window_messages = turns, messages
             result.window_tokens = sum(costs)
             return result
-        _Selection(self, state, turns, messages, costs, orphans, budget, counter).run(
+        _Selection(self, state, turns, messages, costs, orphans, budget, counter, others).run(
             result, query, query_vector, recall)
         return result
 
@@ -204,14 +228,19 @@ class _Selection:
 
     def __init__(self, memory: ConversationMemory, state: HistoryState, turns: list[TurnRow],
                  messages: list[dict], costs: list[int], orphans: set[int], budget: int,
-                 counter: TiktokenCounter) -> None:
+                 counter: TiktokenCounter, others: OtherSessionHits | None = None) -> None:
         self.memory, self.state, self.turns, self.messages = memory, state, turns, messages
         self.costs, self.budget, self.counter = costs, budget, counter
         self.index = {t.seq: i for i, t in enumerate(turns)}
         self.skip = {state.turns[i].seq for i in orphans}
         self.rows: dict[int, TurnRow] = {t.seq: t for t in turns}
         self.recount = state.encoding is not None and state.encoding != counter.encoding_name
-        self.header = message_tokens({"role": "system", "content": RECALLED_HEADER}, counter)
+        self.others = others
+        for key, row in (others.rows.items() if others else ()):  # under their stand-in keys
+            self.rows[key] = TurnRow(**{**row.__dict__, "tokens": message_tokens(
+                row.message(), counter)}) if self.recount else row
+        header = RECALLED_OTHERS_HEADER if others else RECALLED_HEADER
+        self.header = message_tokens({"role": "system", "content": header}, counter)
         self._prefixes: dict[str, int] = {}
 
     def run(self, result: HistoryResult, query: str, query_vector: np.ndarray | None,
@@ -234,11 +263,11 @@ class _Selection:
 
         hits: Iterable[int] = ()
         if (complete and recall and state.sessions is not None and state.session_id
-                and last_seq > 0):
+                and (last_seq > 0 or self.others)):
             recaller = self.memory.recaller
             dense, lexical = recaller.rankings(state.namespace or "", state.sessions,
                                                state.session_id, query, query_vector,
-                                               last_seq, state.generation)
+                                               last_seq, state.generation, self.others)
             ranked = [s for s in relevance_order(dense, lexical, last_seq) if s not in self.skip]
             asks = self._asks(ranked) if self.memory.neighbours else None
             hits = priority_seqs(ranked, last_seq, exclude=floor | self.skip, asks=asks)
@@ -308,8 +337,8 @@ class _Selection:
             if seq not in self.rows:
                 n = position[seq]
                 self._fetch(ranked[n:n + _FETCH])
-            row = self.rows.get(seq)
-            return row is not None and "?" in (row.content or "")
+            row = self.rows.get(seq)  # another session's turn: its next is not this one's
+            return row is not None and row.origin is None and "?" in (row.content or "")
 
         return asks
 
@@ -335,7 +364,9 @@ class _Selection:
         grow as turns are added, so the longest prefix that fits only grows with the
         budget."""
         head = f"{row.name or row.role}:"
-        if row.ts is not None and (day := format_day(row.ts)) not in days:
+        if row.origin is not None:
+            head = f"[{_origin_label(row)}] {head}"
+        elif row.ts is not None and (day := format_day(row.ts)) not in days:
             head = f"[{day}] {head}"
             days.add(day)
         # Only an unsummarised turn can join the recent run of chat messages.

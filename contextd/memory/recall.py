@@ -1,10 +1,21 @@
-"""Recall of evicted turns relevant to the current query: hybrid search over a session.
+"""Recall of evicted turns relevant to the current query: hybrid search over a session, and
+on request over the other sessions of the same user.
 
 Turn embeddings are computed when turns are appended, never here; the session's vectors are
 kept in a small in-memory cache that grows with appends, so a query costs one matrix-vector
 product and one FTS5 lookup. The cache is keyed by the session's creation time as well as its
 id, and a session only grows until it is deleted, so what another process appended or
 deleted can never be served stale: new turns are read on use, a recreated session is a new key.
+
+With a `UserScope` (recall_scope "user"), the user's other sessions of the namespace are
+searched too: the same dense and lexical searches over their turns, each a session as listed
+when the request read its state (its turn count bounds what is searched, so the result is a
+function of that state, which the semantic cache keys). Every query that returns another
+session's turns checks the user in the store (`SessionStore.user_lexical_turns`,
+`user_turns`), so no turn of another user can come back even if a session id is reused
+meanwhile; namespaces are separate stores. The hits join the session's own rankings by score
+(cosine and bm25 are on one scale across the sessions of a namespace) under stand-in keys
+(`OtherSessionHits`), so the priority order weighs them with the session's own turns.
 
     >>> recaller = TurnRecaller()
     >>> hits = recaller.recall("default", sessions, "s1", "when?", vector, max_seq=240)
@@ -22,12 +33,59 @@ import numpy as np
 from contextd.retrieval.fusion import fuse_rrf
 from contextd.retrieval.lexical import fts_query
 from contextd.store.protocols import SessionStore
+from contextd.store.records import SessionRow, TurnOrigin, TurnRow
+
+# Bounds of recall across a user's sessions: the sessions searched (the most recently
+# updated) and the hits each of the two searches keeps from all of them together.
+OTHER_SESSIONS = 100
+OTHER_HITS = 50
+# The first stand-in key of another session's turn: below the summary's place (-1) in the
+# priority order of contextd.memory.conversation, and below every turn seq.
+FIRST_OTHER_KEY = -2
 
 
 @dataclass
 class _SessionVectors:
     seqs: np.ndarray
     vectors: np.ndarray
+    through: int = 0  # every turn up to this seq has been read
+
+
+@dataclass(frozen=True)
+class UserScope:
+    """The other sessions of the session's user that recall may search, as listed when the
+    request read its state (newest first, at most `OTHER_SESSIONS`)."""
+
+    user_id: str
+    session_id: str  # the request's own session, searched as usual and not listed here
+    sessions: tuple[SessionRow, ...]
+
+    @classmethod
+    def read(cls, sessions: SessionStore, user_id: str, session_id: str) -> UserScope:
+        """The user's sessions other than `session_id`, as they stand now.
+
+            >>> UserScope.read(sessions, "ana", "trip-2").sessions[0].id  # doctest: +SKIP
+            'trip-1'
+        """
+        listed = sessions.user_sessions(user_id, OTHER_SESSIONS + 1)
+        return cls(user_id, session_id,
+                   tuple(r for r in listed if r.id != session_id)[:OTHER_SESSIONS])
+
+
+@dataclass
+class OtherSessionHits:
+    """Turns of the user's other sessions relevant to a query, each under a stand-in key:
+    negative integers from `FIRST_OTHER_KEY` down, newest turn first. The priority order counts
+    recency back from the session's last turn, so these rank as older than every turn of the
+    session, newest first, and sorted by key they read oldest first, before the session's own.
+    A row's `origin` says where it was said."""
+
+    dense: list[tuple[int, float]] = field(default_factory=list)  # (key, cosine), best first
+    lexical: list[tuple[int, float]] = field(default_factory=list)  # (key, score), best first
+    rows: dict[int, TurnRow] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
 
 
 @dataclass
@@ -39,18 +97,26 @@ class TurnVectorCache:
         default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, key: tuple[str, str, float], sessions: SessionStore) -> _SessionVectors:
+    def get(self, key: tuple[str, str, float], sessions: SessionStore,
+            known: int | None = None) -> _SessionVectors:
+        """The session's turn vectors; with `known` (a turn count the caller read), no read
+        at all when the entry already holds that many turns."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
+        if entry is not None and known is not None and entry.through >= known:
+            return entry
         last = int(entry.seqs[-1]) if entry is not None and len(entry.seqs) else 0
         seqs, vectors = sessions.turn_vectors(key[1], after_seq=last)
+        through = max(known or 0, int(seqs[-1]) if len(seqs) else last)
         if entry is None:
-            entry = _SessionVectors(seqs, vectors)
+            entry = _SessionVectors(seqs, vectors, through)
         elif len(seqs):
             stacked = vectors if not len(entry.seqs) else np.vstack([entry.vectors, vectors])
-            entry = _SessionVectors(np.concatenate([entry.seqs, seqs]), stacked)
+            entry = _SessionVectors(np.concatenate([entry.seqs, seqs]), stacked, through)
+        else:
+            entry = _SessionVectors(entry.seqs, entry.vectors, max(entry.through, through))
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
@@ -82,26 +148,57 @@ class TurnRecaller:
     def rankings(
         self, namespace: str, sessions: SessionStore, session_id: str, query: str,
         query_vector: np.ndarray | None, max_seq: int, generation: float = 0.0,
+        others: OtherSessionHits | None = None,
     ) -> tuple[list[int], list[int]]:
-        """(dense, lexical): turn seqs <= max_seq, best first (at most `depth` each).
+        """(dense, lexical): turn seqs <= max_seq, best first (at most `depth` each), with the
+        stand-in keys of `others` merged in by score.
 
         A turn enters the dense ranking only from `min_similarity` on: a turn unrelated to
         the query is not worth its tokens however it ranks."""
-        if max_seq <= 0:
-            return [], []
-        dense: list[int] = []
+        dense: list[tuple[int, float]] = []
+        lexical: list[tuple[int, float]] = []
+        if max_seq > 0:
+            if query_vector is not None:
+                entry = self.cache.get((namespace, session_id, generation), sessions)
+                dense = _similar(entry, max_seq, query_vector, self.min_similarity)
+            lexical = sessions.lexical_turns(session_id, fts_query(query),
+                                             self.depth or max_seq, max_seq)
+        if others:
+            dense, lexical = _merged(dense, others.dense), _merged(lexical, others.lexical)
+        return ([seq for seq, _ in dense[: self.depth]],
+                [seq for seq, _ in lexical[: self.depth]])
+
+    def other_sessions(self, namespace: str, sessions: SessionStore, scope: UserScope,
+                       query: str, query_vector: np.ndarray | None) -> OtherSessionHits:
+        """The turns of the user's other sessions that the two searches find for `query`
+        (at most `OTHER_HITS` each), each session up to the turn count it was listed with."""
+        listed = {row.id: row for row in scope.sessions}
+        dense: list[tuple[str, int, float]] = []
         if query_vector is not None:
-            entry = self.cache.get((namespace, session_id, generation), sessions)
-            if len(entry.seqs):
-                upto = int(np.searchsorted(entry.seqs, max_seq, side="right"))
-                if upto:
-                    sims = entry.vectors[:upto] @ query_vector.reshape(-1)
-                    keep = np.flatnonzero(sims >= self.min_similarity)
-                    top = keep[np.argsort(-sims[keep], kind="stable")][: self.depth]
-                    dense = entry.seqs[top].tolist()
-        lexical = [seq for seq, _ in sessions.lexical_turns(
-            session_id, fts_query(query), self.depth or max_seq, max_seq)]
-        return dense, lexical
+            for row in scope.sessions:
+                entry = self.cache.get((namespace, row.id, row.created_at), sessions,
+                                       known=row.turns)
+                dense.extend((row.id, seq, score) for seq, score in
+                             _similar(entry, row.turns, query_vector, self.min_similarity))
+            dense.sort(key=lambda hit: -hit[2])
+            dense = dense[:OTHER_HITS]
+        lexical = [(sid, seq, score) for sid, seq, score in sessions.user_lexical_turns(
+            scope.user_id, fts_query(query), OTHER_HITS, exclude=scope.session_id)
+            if sid in listed and seq <= listed[sid].turns]
+        found = sessions.user_turns(scope.user_id, sorted(
+            {(sid, seq) for sid, seq, _ in dense + lexical}))
+        # Newest first: the later session, then the later turn.
+        order = sorted(found, key=lambda k: (listed[k[0]].created_at, k[0], k[1]), reverse=True)
+        keys = {place: FIRST_OTHER_KEY - n for n, place in enumerate(order)}
+        rows = {keys[(sid, seq)]: TurnRow(**{
+            **row.__dict__, "seq": keys[(sid, seq)],
+            "origin": TurnOrigin(sid, seq, listed[sid].created_at)})
+            for (sid, seq), row in found.items()}
+        return OtherSessionHits(
+            dense=[(keys[(sid, seq)], score) for sid, seq, score in dense if (sid, seq) in keys],
+            lexical=[(keys[(sid, seq)], score) for sid, seq, score in lexical
+                     if (sid, seq) in keys],
+            rows=rows)
 
     def recall(
         self, namespace: str, sessions: SessionStore, session_id: str, query: str,
@@ -112,3 +209,28 @@ class TurnRecaller:
         rankings = [r for r in self.rankings(namespace, sessions, session_id, query,
                                              query_vector, max_seq, generation) if r]
         return fuse_rrf(rankings, k=self.rrf_k) if rankings else []
+
+
+def _similar(entry: _SessionVectors, max_seq: int, query_vector: np.ndarray,
+             min_similarity: float) -> list[tuple[int, float]]:
+    """(seq, cosine) of the entry's turns up to `max_seq` from `min_similarity` on, best
+    first (ties: older first)."""
+    if not len(entry.seqs):
+        return []
+    upto = int(np.searchsorted(entry.seqs, max_seq, side="right"))
+    if not upto:
+        return []
+    sims = entry.vectors[:upto] @ query_vector.reshape(-1)
+    keep = np.flatnonzero(sims >= min_similarity)
+    top = keep[np.argsort(-sims[keep], kind="stable")]
+    return [(int(entry.seqs[i]), float(sims[i])) for i in top]
+
+
+def _merged(own: list[tuple[int, float]],
+            others: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Two score-sorted rankings as one, best first; on a tie the session's own turn first.
+
+        >>> _merged([(7, 0.9), (3, 0.5)], [(-2, 0.7)])
+        [(7, 0.9), (-2, 0.7), (3, 0.5)]
+    """
+    return sorted(own + others, key=lambda hit: (-hit[1], hit[0] < 0))

@@ -106,9 +106,26 @@ class SessionStore(Protocol):
     def session(self, session_id: str) -> SessionRow | None: ...
 
     def append(self, session_id: str, turns: Sequence[TurnWrite],
-               idempotency: IdempotencyKey | None = None) -> list[TurnRow]:
+               idempotency: IdempotencyKey | None = None,
+               user_id: str | None = None) -> list[TurnRow]:
         """Append turns in order, creating the session; all of them or none; with a key,
-        store what was appended under it in the same transaction."""
+        store what was appended under it in the same transaction. `user_id` is stored on a
+        session without one; a session holding another is a `Conflict` (nothing stored)."""
+        ...
+
+    def user_sessions(self, user_id: str, limit: int) -> list[SessionRow]:
+        """The user's `limit` most recently updated sessions, newest first."""
+        ...
+
+    def user_lexical_turns(self, user_id: str, match: str, k: int,
+                           exclude: str) -> list[tuple[str, int, float]]:
+        """(session id, seq, lexical score; higher is better) of turns of the user's sessions
+        other than `exclude`, best first."""
+        ...
+
+    def user_turns(self, user_id: str,
+                   keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], TurnRow]:
+        """The turns named (session id, seq) that belong to sessions of `user_id`."""
         ...
 
     def turns(self, session_id: str, after_seq: int = 0) -> list[TurnRow]: ...

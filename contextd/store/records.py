@@ -67,6 +67,16 @@ class TurnWrite:
 
 
 @dataclass(frozen=True)
+class TurnOrigin:
+    """Where a turn recalled from another session of the same user was said: that session,
+    its position there, and when the session began (shown when the turn has no time)."""
+
+    session_id: str
+    seq: int
+    session_created_at: float
+
+
+@dataclass(frozen=True)
 class TurnRow:
     seq: int
     id: str
@@ -77,6 +87,9 @@ class TurnRow:
     tool_call_id: str | None
     ts: float | None
     tokens: int
+    # Set only on a turn recalled from another session of the user; `seq` is then a stand-in
+    # key of the recall (contextd.memory.recall.OtherSessionHits), never a seq of this session.
+    origin: TurnOrigin | None = None
 
     def message(self) -> dict[str, Any]:
         """The turn as an OpenAI chat message."""
@@ -99,3 +112,4 @@ class SessionRow:
     turns: int
     tokens: int = 0  # of every turn as a chat message, in the default encoding
     created_at: float = 0.0  # tells a recreated session with the same id from the old one
+    user_id: str | None = None  # whose session it is; set once, never changed

@@ -2,6 +2,13 @@
 
 Documents, chunks (with their embeddings), an FTS5 lexical index over chunks, a change log
 that the FAISS snapshot is caught up from, and sessions with their turns and summaries.
+
+`SCHEMA` is version 1, as first released; `MIGRATIONS` (append-only, never edited once
+released, like the PostgreSQL steps) bring a namespace from there to `SCHEMA_VERSION` when it
+is opened, so a namespace written by an older release opens and gains what it lacks.
+
+    >>> [version for version, _ in MIGRATIONS]
+    [2]
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from pathlib import Path
 from contextd.store.files import private_file
 from contextd.store.idempotency import SCHEMA as IDEMPOTENCY_SCHEMA
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # FTS5 with the porter stemmer over unicode61, so "running" matches "run"; diacritics folded.
 _TOKENIZE = "porter unicode61 remove_diacritics 2"
@@ -129,10 +136,39 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+# Each step: (the version it brings a namespace to, its statements).
+MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
+    # Whose session it is (set once, by the append that names it), for recall across the
+    # sessions of one user.
+    (2, ("ALTER TABLE sessions ADD COLUMN user_id TEXT",
+         "CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, updated_at)")),
+]
+assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+
+
 def create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     conn.executescript(IDEMPOTENCY_SCHEMA)
-    conn.execute(
-        "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-        (str(SCHEMA_VERSION),),
-    )
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')")
+    migrate(conn)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the steps of `MIGRATIONS` the namespace lacks, in one write transaction that
+    re-reads the version first, so processes opening one file at once apply each step once;
+    the version now in force."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        current = int(row[0])
+        for version, statements in MIGRATIONS:
+            if version > current:
+                for statement in statements:
+                    conn.execute(statement)
+                current = version
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(current),))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return current

@@ -18,15 +18,31 @@ from contextd.store.idempotency import IdempotencyKey, check_unused, store_respo
 from contextd.store.records import SessionRow, TurnRow, TurnWrite
 from contextd.store.sqlite_store import SqliteStore, blob_vector, vector_blob
 
-__all__ = ["SessionRow", "SqliteSessionStore", "TurnRow", "TurnWrite"]
+__all__ = ["SessionRow", "SqliteSessionStore", "TurnRow", "TurnWrite", "check_user"]
 
 
 _TURN_COLUMNS = "seq, id, role, content, name, tool_calls, tool_call_id, ts, tokens"
+_TURN_COLUMNS_T = ", ".join(f"t.{c}" for c in _TURN_COLUMNS.split(", "))
+_SESSION_COLUMNS = (
+    "s.id, s.summary, s.summary_through, s.summary_tokens, "
+    "(SELECT count(*) FROM turns t WHERE t.session_id = s.id), "
+    "(SELECT coalesce(sum(tokens), 0) FROM turns t WHERE t.session_id = s.id), "
+    "s.created_at, s.user_id")
 
 
 def _turn(row: Sequence[Any]) -> TurnRow:
     return TurnRow(row[0], row[1], row[2], row[3], row[4],
                    json.loads(row[5]) if row[5] else None, row[6], row[7], row[8])
+
+
+def check_user(session_id: str, wanted: str, stored: str | None) -> None:
+    """Refuse to move a session to another user (inside the append, which then stores
+    nothing): a session's user is set once."""
+    if stored != wanted:
+        raise Conflict(
+            f"session {session_id!r} belongs to user_id {stored!r}, not {wanted!r}: a "
+            "session's user_id is set once and never changes; send that user_id (or none), "
+            "or start a new session for this user")
 
 
 class SqliteSessionStore:
@@ -37,36 +53,75 @@ class SqliteSessionStore:
 
     def session(self, session_id: str) -> SessionRow | None:
         row = self.store.reader().execute(
-            "SELECT s.id, s.summary, s.summary_through, s.summary_tokens, "
-            "(SELECT count(*) FROM turns t WHERE t.session_id = s.id), "
-            "(SELECT coalesce(sum(tokens), 0) FROM turns t WHERE t.session_id = s.id), "
-            "s.created_at FROM sessions s WHERE s.id = ?",
-            (session_id,),
+            f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.id = ?", (session_id,),
         ).fetchone()
         return SessionRow(*row) if row else None
 
     def listing(self) -> list[dict[str, Any]]:
-        """Every session: id, turn count and last update (epoch seconds), newest first."""
+        """Every session: id, turn count, last update (epoch seconds) and user, newest first."""
         rows = self.store.reader().execute(
             "SELECT s.id, (SELECT count(*) FROM turns t WHERE t.session_id = s.id), "
-            "s.updated_at FROM sessions s ORDER BY s.updated_at DESC, s.id").fetchall()
-        return [{"session_id": r[0], "turns": r[1], "updated_at": r[2]} for r in rows]
+            "s.updated_at, s.user_id FROM sessions s ORDER BY s.updated_at DESC, s.id"
+        ).fetchall()
+        return [{"session_id": r[0], "turns": r[1], "updated_at": r[2], "user_id": r[3]}
+                for r in rows]
+
+    def user_sessions(self, user_id: str, limit: int) -> list[SessionRow]:
+        """The user's `limit` most recently updated sessions, newest first."""
+        return [SessionRow(*r) for r in self.store.reader().execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ? "
+            "ORDER BY s.updated_at DESC, s.id LIMIT ?", (user_id, limit))]
+
+    def user_lexical_turns(self, user_id: str, match: str, k: int,
+                           exclude: str) -> list[tuple[str, int, float]]:
+        """(session id, seq, bm25 score; higher is better) of the turns of the user's sessions
+        other than `exclude`; the user is checked in the query itself."""
+        if not match:
+            return []
+        rows = self.store.reader().execute(
+            "SELECT t.session_id, t.seq, bm25(turns_fts) AS score FROM turns_fts f "
+            "JOIN turns t ON t.rid = f.rowid JOIN sessions s ON s.id = t.session_id "
+            "WHERE turns_fts MATCH ? AND s.user_id = ? AND t.session_id != ? "
+            "ORDER BY score LIMIT ?", (match, user_id, exclude, k)).fetchall()
+        return [(str(r[0]), int(r[1]), -float(r[2])) for r in rows]
+
+    def user_turns(self, user_id: str,
+                   keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], TurnRow]:
+        """The turns named (session id, seq), of sessions of `user_id` only."""
+        out: dict[tuple[str, int], TurnRow] = {}
+        conn = self.store.reader()
+        for start in range(0, len(keys), 250):
+            part = keys[start:start + 250]
+            pairs = ",".join(["(?, ?)"] * len(part))
+            for r in conn.execute(
+                    f"SELECT t.session_id, {_TURN_COLUMNS_T} FROM turns t JOIN sessions s "
+                    f"ON s.id = t.session_id WHERE s.user_id = ? AND (t.session_id, t.seq) IN "
+                    f"(VALUES {pairs})",
+                    (user_id, *[v for key in part for v in key])):
+                out[(r[0], r[1])] = _turn(r[1:])
+        return out
 
 
     def append(self, session_id: str, turns: Sequence[TurnWrite],
-               idempotency: IdempotencyKey | None = None) -> list[TurnRow]:
+               idempotency: IdempotencyKey | None = None,
+               user_id: str | None = None) -> list[TurnRow]:
         """Append turns in order, creating the session; all of them or none. With an
         idempotency key, `{"turn_ids", "turns"}` is stored in the same transaction (and
-        `Replayed` raised, writing nothing, if the key already has a response)."""
+        `Replayed` raised, writing nothing, if the key already has a response). A `user_id`
+        is stored on a session that has none; another one than it holds is a `Conflict`."""
         now = time.time()
         rows: list[TurnRow] = []
         with self.store.transaction() as tx:
             check_unused(tx, idempotency)
             tx.execute(
-                "INSERT INTO sessions(id, created_at, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
-                (session_id, now, now),
+                "INSERT INTO sessions(id, created_at, updated_at, user_id) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at, "
+                "user_id = coalesce(sessions.user_id, excluded.user_id)",
+                (session_id, now, now, user_id),
             )
+            if user_id is not None:
+                check_user(session_id, user_id, tx.execute(
+                    "SELECT user_id FROM sessions WHERE id = ?", (session_id,)).fetchone()[0])
             seq = tx.execute(
                 "SELECT coalesce(max(seq), 0) FROM turns WHERE session_id = ?", (session_id,)
             ).fetchone()[0]

@@ -103,6 +103,28 @@ async def test_list_sessions(client: AsyncClient) -> None:
         await client.list_sessions("nowhere")
 
 
+async def test_sessions_of_a_user_over_http(client: AsyncClient) -> None:
+    await client.append_messages("ana-1", [{"role": "user", "content": "My dog is called "
+                                            "Biscuit."}], user_id="ana")
+    await client.append_messages("ana-2", [{"role": "user", "content": "Hello again."}],
+                                 user_id="ana")
+    assert (await client.get_session("ana-1")).user_id == "ana"
+    assert {s.session_id: s.user_id for s in await client.list_sessions()} == {
+        "ana-1": "ana", "ana-2": "ana"}
+    with pytest.raises(Conflict, match="belongs to user_id 'ana'"):
+        await client.append_messages("ana-1", [{"role": "user", "content": "x"}],
+                                     user_id="bob")
+    response = await client.assemble(query="What is my dog called?", session_id="ana-2",
+                                     max_tokens=500, top_k=0, recall_scope="user")
+    assert [(t.session_id, t.turn_id) for t in response.recalled_other_turns] == [
+        ("ana-1", "turn-1")]
+    assert any("Biscuit" in (m.content or "") for m in response.messages)
+    await client.append_messages("loose", [{"role": "user", "content": "x"}])
+    with pytest.raises(InvalidRequest, match="set user_id"):
+        await client.assemble(query="q", session_id="loose", max_tokens=500,
+                              recall_scope="user")
+
+
 async def test_assembled_documents_carry_their_retrieval_ranks(client: AsyncClient) -> None:
     await client.upsert_documents(DOCS)
     query = "how are scores fused?"

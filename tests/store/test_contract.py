@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contextd.errors import Conflict
 from contextd.retrieval.lexical import fts_query
 from contextd.store.filters import parse_filter
 from contextd.store.idempotency import IdempotencyKey, IdempotencyKeyReused, Replayed
@@ -217,6 +218,50 @@ def test_sessions(backend: Backend) -> None:
     assert not sessions.update_summary("s1", "- other", 2, 3, expected_through=0)
     assert sessions.session("s1").summary == "- Rex"  # type: ignore[union-attr]
     assert sessions.delete("s1") and not sessions.delete("s1")
+
+
+def test_sessions_of_a_user(backend: Backend) -> None:
+    sessions = backend.sessions
+
+    def turn(text: str, i: int) -> TurnWrite:
+        return TurnWrite(None, "user", text, None, None, None, None, 5, vec(i))
+
+    sessions.append("a1", [turn("Rex is my dog", 1), turn("Rex likes the park", 2)],
+                    user_id="ana")
+    sessions.append("a2", [turn("hello again", 3)], user_id="ana")
+    sessions.append("b1", [turn("Rex is my cat", 1)], user_id="bob")
+    sessions.append("loose", [turn("Rex here too", 1)])
+    assert sessions.session("a1").user_id == "ana"  # type: ignore[union-attr]
+    assert sessions.session("loose").user_id is None  # type: ignore[union-attr]
+    # Set once: another user is refused whole (no turn stored), the same or none is fine.
+    with pytest.raises(Conflict, match="belongs to user_id 'ana'"):
+        sessions.append("a1", [turn("mine now", 4)], user_id="bob")
+    assert sessions.session("a1").turns == 2  # type: ignore[union-attr]
+    sessions.append("a1", [turn("still Ana's", 4)])
+    sessions.append("a1", [turn("still Ana's", 4)], user_id="ana")
+    sessions.append("loose", [turn("joining", 2)], user_id="cy")
+    assert sessions.session("loose").user_id == "cy"  # type: ignore[union-attr]
+    assert {r["session_id"]: r["user_id"] for r in sessions.listing()} == {  # type: ignore[attr-defined]
+        "a1": "ana", "a2": "ana", "b1": "bob", "loose": "cy"}
+
+    listed = sessions.user_sessions("ana", 10)
+    assert [r.id for r in listed] == ["a1", "a2"]  # the most recently updated first
+    assert listed[0].turns == 4 and listed[0].user_id == "ana"
+    assert [r.id for r in sessions.user_sessions("ana", 1)] == ["a1"]
+    assert sessions.user_sessions("nobody", 10) == []
+
+    # Lexical search over the user's other sessions: never another user's, never `exclude`.
+    hits = sessions.user_lexical_turns("ana", fts_query("Rex"), 10, exclude="a2")
+    assert sorted((sid, seq) for sid, seq, _ in hits) == [("a1", 1), ("a1", 2)]
+    assert all(score > 0 for _, _, score in hits)
+    assert sessions.user_lexical_turns("ana", fts_query("Rex"), 10, exclude="a1") == []
+    assert [(sid, seq) for sid, seq, _ in sessions.user_lexical_turns(
+        "bob", fts_query("Rex"), 10, exclude="x")] == [("b1", 1)]
+    # Rows are read only from sessions of the user asked for.
+    rows = sessions.user_turns("ana", [("a1", 1), ("a1", 4), ("b1", 1), ("loose", 1)])
+    assert sorted(rows) == [("a1", 1), ("a1", 4)]
+    assert rows[("a1", 1)].content == "Rex is my dog"
+    assert sessions.user_turns("ana", []) == {}
 
 
 def test_vector_index(backend: Backend) -> None:

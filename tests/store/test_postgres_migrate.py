@@ -118,7 +118,9 @@ def test_a_namespace_of_an_older_schema_is_upgraded_on_open(
     old = PostgresCatalog(Database(postgres_url))
     ns = old.open("default", dim=4, model_id="m")
     assert ns is not None
-    ns.sessions.append("s1", [])
+    with old.db.connection() as conn:  # as that release stored a session
+        conn.execute(f"INSERT INTO {ns.schema}.sessions(id, created_at, updated_at) "
+                     "VALUES ('s1', 1.0, 1.0)")
     old.close()
 
     monkeypatch.setattr(migrations, "NAMESPACE", released)
@@ -136,3 +138,60 @@ def test_a_namespace_of_an_older_schema_is_upgraded_on_open(
             ns.store.remember(key, {"ok": False})
     finally:
         catalog.close()
+
+
+def test_a_namespace_before_user_ids_gains_them_on_open(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextd.store.postgres import migrations
+    from contextd.store.postgres.database import Database
+    from contextd.store.postgres.namespace import PostgresCatalog
+    from contextd.store.records import TurnWrite
+
+    released = migrations.NAMESPACE
+    monkeypatch.setattr(migrations, "NAMESPACE", released[:2])  # as before user ids
+    old = PostgresCatalog(Database(postgres_url))
+    ns = old.open("default", dim=4, model_id="m")
+    assert ns is not None
+    with old.db.connection() as conn:  # the release before wrote sessions without a user
+        conn.execute(f"INSERT INTO {ns.schema}.sessions(id, created_at, updated_at) "
+                     "VALUES ('s1', 1.0, 1.0)")
+    old.close()
+
+    monkeypatch.setattr(migrations, "NAMESPACE", released)
+    catalog = PostgresCatalog(Database(postgres_url))
+    try:
+        ns = catalog.open("default", dim=4, model_id="m", create=False)
+        assert ns is not None
+        row = ns.sessions.session("s1")
+        assert row is not None and row.user_id is None
+        ns.sessions.append("s1", [TurnWrite(None, "user", "hi", None, None, None, None, 3,
+                                            None)], user_id="ana")
+        assert ns.sessions.session("s1").user_id == "ana"  # type: ignore[union-attr]
+        with catalog.db.connection() as conn:
+            version = conn.execute("SELECT schema_version FROM contextd.namespaces "
+                                   "WHERE name = 'default'").fetchone()[0]
+        assert version == released[-1][0] == 3
+    finally:
+        catalog.close()
+
+
+def test_copy_carries_the_sessions_users(make_engine: Callable[..., Engine], postgres_url: str,
+                                         tmp_path: Path) -> None:
+    source_dir = tmp_path / "source"
+    source = make_engine(source_dir)
+    source.append_messages("a1", [{"role": "user", "content": "My dog is Rex."}], user_id="ana")
+    source.append_messages("a2", [{"role": "user", "content": "Hello."}], user_id="ana")
+    source.append_messages("free", [{"role": "user", "content": "Hello."}])
+    source.close()
+    assert main(["migrate", "--from", str(source_dir), "--to", postgres_url]) == 0
+
+    copy = Engine(tmp_path / "replica", Settings(embedder="hash", store=postgres_url,
+                                                 batch_wait_ms=0), embedder=HashEmbedder())
+    try:
+        assert {s.session_id: s.user_id for s in copy.list_sessions()} == {
+            "a1": "ana", "a2": "ana", "free": None}
+        r = copy.assemble(query="What is my dog called?", session_id="a2", max_tokens=500,
+                          top_k=0, recall_scope="user")
+        assert [t.session_id for t in r.recalled_other_turns] == ["a1"]
+    finally:
+        copy.close()

@@ -26,7 +26,7 @@ async def _append(namespace: str, session_id: str, body: AppendRequest, request:
                   engine: EngineDep, idempotency: str | None) -> Response:
     key = idempotency_key(request, idempotency)
     result = await run_engine(request, engine.append_messages, session_id, body.messages,
-                              namespace=namespace, idempotency_key=key)
+                              namespace=namespace, idempotency_key=key, user_id=body.user_id)
     return mark_replayed(json_response(result), key)
 
 

@@ -2,7 +2,7 @@
 re-embedding, then check that every count matches.
 
 Documents come over with their chunks and stored vectors (chunk ids are the target's own),
-sessions with their turns (numbers, ids, vectors), summaries and creation times, and the
+sessions with their turns (numbers, ids, vectors), summaries, creation times and users, and the
 stored responses of idempotency keys (which name documents and turns, never chunk ids), so
 the copied namespace answers searches, assembles and repeated keyed writes as the original
 did. A namespace that already holds anything in the target is refused rather than merged.
@@ -131,17 +131,17 @@ def _document_batches(source: SqliteStore
 
 def _copy_sessions(source: SqliteStore, target: PostgresNamespace, db: Database) -> None:
     conn = source.reader()
-    for sid, created, updated, summary, through, summary_tokens in conn.execute(
-            "SELECT id, created_at, updated_at, summary, summary_through, summary_tokens "
-            "FROM sessions ORDER BY id").fetchall():
+    for sid, created, updated, summary, through, summary_tokens, user_id in conn.execute(
+            "SELECT id, created_at, updated_at, summary, summary_through, summary_tokens, "
+            "user_id FROM sessions ORDER BY id").fetchall():
         turns = conn.execute(
             "SELECT seq, id, role, name, content, tool_calls, tool_call_id, ts, tokens, "
             "embedding FROM turns WHERE session_id = ? ORDER BY seq", (sid,)).fetchall()
         with db.connection() as pg, pg.cursor() as cur:
             cur.execute(_q(target, "INSERT INTO {s}.sessions(id, created_at, updated_at, "
-                                   "summary, summary_through, summary_tokens) "
-                                   "VALUES (%s, %s, %s, %s, %s, %s)"),
-                        (sid, created, updated, summary, through, summary_tokens))
+                                   "summary, summary_through, summary_tokens, user_id) "
+                                   "VALUES (%s, %s, %s, %s, %s, %s, %s)"),
+                        (sid, created, updated, summary, through, summary_tokens, user_id))
             cur.executemany(_q(target, "INSERT INTO {s}.turns(session_id, seq, id, role, name, "
                                        "content, tool_calls, tool_call_id, ts, tokens, "
                                        "embedding) VALUES (%s, %s, %s, %s, %s, %s, "

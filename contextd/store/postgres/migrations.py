@@ -128,6 +128,12 @@ CREATE TABLE {s}.idempotency (
 );
 CREATE INDEX ON {s}.idempotency (created_at);
 """),
+    # Whose session it is (set once, by the append that names it), for recall across the
+    # sessions of one user.
+    (3, """
+ALTER TABLE {s}.sessions ADD COLUMN user_id TEXT;
+CREATE INDEX ON {s}.sessions (user_id, updated_at);
+"""),
 ]
 
 

@@ -28,8 +28,14 @@ from contextd.store.postgres.documents import as_vector
 from contextd.store.postgres.idempotency import check_unused, store_response
 from contextd.store.postgres.lexemes import LexemeCache, match_terms, tsquery_text
 from contextd.store.records import SessionRow, TurnRow, TurnWrite
+from contextd.store.sessions import check_user
 
 _TURN_COLUMNS = "seq, id, role, content, name, tool_calls, tool_call_id, ts, tokens"
+_SESSION_COLUMNS = (
+    "s.id, s.summary, s.summary_through, s.summary_tokens, "
+    "(SELECT count(*) FROM {s}.turns t WHERE t.session_id = s.id), "
+    "(SELECT coalesce(sum(tokens), 0) FROM {s}.turns t WHERE t.session_id = s.id), "
+    "s.created_at, s.user_id")
 
 
 def _turn(row: Sequence[Any]) -> TurnRow:
@@ -52,34 +58,81 @@ class PostgresSessionStore:
     def session(self, session_id: str) -> SessionRow | None:
         with self.db.connection() as conn:
             row = conn.execute(self._q(
-                "SELECT s.id, s.summary, s.summary_through, s.summary_tokens, "
-                "(SELECT count(*) FROM {s}.turns t WHERE t.session_id = s.id), "
-                "(SELECT coalesce(sum(tokens), 0) FROM {s}.turns t WHERE t.session_id = s.id), "
-                "s.created_at FROM {s}.sessions s WHERE s.id = %s"), (session_id,)).fetchone()
+                f"SELECT {_SESSION_COLUMNS} FROM {{s}}.sessions s WHERE s.id = %s"),
+                (session_id,)).fetchone()
         return SessionRow(*row) if row else None
 
     def listing(self) -> list[dict[str, Any]]:
-        """Every session: id, turn count and last update (epoch seconds), newest first."""
+        """Every session: id, turn count, last update (epoch seconds) and user, newest first."""
         with self.db.connection() as conn:
             rows = conn.execute(self._q(
                 "SELECT s.id, (SELECT count(*) FROM {s}.turns t WHERE t.session_id = s.id), "
-                "s.updated_at FROM {s}.sessions s ORDER BY s.updated_at DESC, s.id")).fetchall()
-        return [{"session_id": r[0], "turns": r[1], "updated_at": r[2]} for r in rows]
+                "s.updated_at, s.user_id FROM {s}.sessions s ORDER BY s.updated_at DESC, s.id"
+            )).fetchall()
+        return [{"session_id": r[0], "turns": r[1], "updated_at": r[2], "user_id": r[3]}
+                for r in rows]
+
+    def user_sessions(self, user_id: str, limit: int) -> list[SessionRow]:
+        """The user's `limit` most recently updated sessions, newest first."""
+        with self.db.connection() as conn:
+            return [SessionRow(*r) for r in conn.execute(self._q(
+                f"SELECT {_SESSION_COLUMNS} FROM {{s}}.sessions s WHERE s.user_id = %s "
+                "ORDER BY s.updated_at DESC, s.id LIMIT %s"), (user_id, limit))]
+
+    def user_lexical_turns(self, user_id: str, match: str, k: int,
+                           exclude: str) -> list[tuple[str, int, float]]:
+        """(session id, seq, full-text rank; higher is better) of the turns of the user's
+        sessions other than `exclude`; the user is checked in the query itself."""
+        terms = match_terms(match)
+        if not terms:
+            return []
+        with self.db.connection() as conn:
+            lexemes = sorted({lx for found in self._lexemes.lexemes(conn, terms).values()
+                              for lx in found})
+            if not lexemes:
+                return []
+            rows = conn.execute(self._q(
+                "SELECT t.session_id, t.seq, ts_rank(t.tsv, q) AS score FROM {s}.turns t "
+                "JOIN {s}.sessions s ON s.id = t.session_id, CAST(%s AS tsquery) AS q "
+                "WHERE s.user_id = %s AND t.session_id <> %s AND t.tsv @@ q "
+                "ORDER BY score DESC, t.session_id, t.seq LIMIT %s"),
+                (tsquery_text(lexemes), user_id, exclude, k)).fetchall()
+        return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    def user_turns(self, user_id: str,
+                   keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], TurnRow]:
+        """The turns named (session id, seq), of sessions of `user_id` only."""
+        if not keys:
+            return {}
+        columns = ", ".join(f"t.{c}" for c in _TURN_COLUMNS.split(", "))
+        with self.db.connection() as conn:
+            rows = conn.execute(self._q(
+                f"SELECT t.session_id, {columns} FROM {{s}}.turns t JOIN {{s}}.sessions s "
+                "ON s.id = t.session_id WHERE s.user_id = %s AND (t.session_id, t.seq) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::int[]))"),
+                (user_id, [k[0] for k in keys], [int(k[1]) for k in keys])).fetchall()
+        return {(r[0], r[1]): _turn(r[1:]) for r in rows}
 
     def append(self, session_id: str, turns: Sequence[TurnWrite],
-               idempotency: IdempotencyKey | None = None) -> list[TurnRow]:
+               idempotency: IdempotencyKey | None = None,
+               user_id: str | None = None) -> list[TurnRow]:
         """Append turns in order, creating the session; all of them or none. With an
         idempotency key, `{"turn_ids", "turns"}` is stored in the same transaction (and
-        `Replayed` raised, writing nothing, if the key already has a response)."""
+        `Replayed` raised, writing nothing, if the key already has a response). A `user_id`
+        is stored on a session that has none; another one than it holds is a `Conflict`."""
         now = time.time()
         rows: list[TurnRow] = []
         with self.db.connection() as conn:
             check_unused(conn, self._schema, idempotency)
             # The upsert locks the session row until commit: concurrent appends queue here.
-            conn.execute(self._q(
-                "INSERT INTO {s}.sessions(id, created_at, updated_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at"),
-                (session_id, now, now))
+            stored_user = conn.execute(self._q(
+                "INSERT INTO {s}.sessions(id, created_at, updated_at, user_id) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "updated_at = excluded.updated_at, "
+                "user_id = coalesce({s}.sessions.user_id, excluded.user_id) RETURNING user_id"),
+                (session_id, now, now, user_id)).fetchone()[0]
+            if user_id is not None:
+                check_user(session_id, user_id, stored_user)
             seq = conn.execute(self._q(
                 "SELECT coalesce(max(seq), 0) FROM {s}.turns WHERE session_id = %s"),
                 (session_id,)).fetchone()[0]
