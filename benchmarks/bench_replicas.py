@@ -20,7 +20,8 @@ The semantic cache is off (`CONTEXTD_CACHE_ENABLED=0`) so every assemble does it
 queries are SciFact's 300 claims. CPU: user + system seconds from /proc (psutil) of the
 postmaster and its backends, of each replica, and of this process, over each measured window,
 against the machine's busy time from /proc/stat (what the rest is: other work on the machine).
-Stage means come from each replica's /metrics.
+Stage means come from each replica's /metrics; the database's client connections (open, and
+running a statement) are sampled twice a second.
 
     python benchmarks/bench_replicas.py --data ../shared/data/beir-scifact --docs 300
 """
@@ -223,9 +224,48 @@ async def run_level(urls: list[str], clients: int, queries: list[str], schedule:
     }
 
 
+class ConnectionSampler:
+    """Client connections to the database and how many run a statement, sampled twice a
+    second from a connection of its own (not counted): how much of the pools is in use."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.samples: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.5):
+                self.samples.append(conn.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM "
+                    "pg_stat_activity WHERE backend_type = 'client backend' AND "
+                    "pid <> pg_backend_pid()").fetchone())
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        opened = [s[0] for s in self.samples]
+        active = [s[1] for s in self.samples]
+        return {"open_max": max(opened), "active_mean": round(sum(active) / len(active), 2),
+                "active_max": max(active)}
+
+
 def measure(urls: list[str], replicas: list[ServerProcess], pg_pid: int,
-            args: argparse.Namespace, queries: list[str], schedule: list[str]
-            ) -> dict[str, Any]:
+            args: argparse.Namespace, queries: list[str], schedule: list[str],
+            store: str) -> dict[str, Any]:
     marks: dict[str, Any] = {}
 
     def snapshot() -> dict[str, Any]:
@@ -237,8 +277,9 @@ def measure(urls: list[str], replicas: list[ServerProcess], pg_pid: int,
         marks["before"] = snapshot()
         marks["stages"] = stage_totals(urls)
 
-    row = asyncio.run(run_level(urls, args.clients, queries, schedule, args.duration,
-                                args.warmup, start))
+    with ConnectionSampler(store) as connections:
+        row = asyncio.run(run_level(urls, args.clients, queries, schedule, args.duration,
+                                    args.warmup, start))
     after, before = snapshot(), marks["before"]
     wall = after["t"] - before["t"]
     cores = psutil.cpu_count() or 1
@@ -255,6 +296,7 @@ def measure(urls: list[str], replicas: list[ServerProcess], pg_pid: int,
     row["cpu_ms_per_request"] = {k: round(cpu[k] * 1000 / max(row["requests"], 1), 1)
                                  for k in ("pg", "replicas", "self")}
     row["stage_mean_ms"] = stage_means(marks["stages"], stage_totals(urls))
+    row["db_connections"] = connections.summary()
     row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     return row
 
@@ -312,7 +354,7 @@ def main() -> None:
                     prepare_sessions(replica.url, args.clients, args.turns)
                     print(f"loaded {corpus}", flush=True)
             urls = [r.url for r in replicas]
-            row = measure(urls, replicas, pg_pid, args, queries, schedule)
+            row = measure(urls, replicas, pg_pid, args, queries, schedule, store)
             rows.append(row)
             print(f"{count} replicas: {row['rps']} req/s, p50 {row['p50_ms']} ms, p95 "
                   f"{row['p95_ms']} ms, cpu {row['cpu_s']}", flush=True)
