@@ -106,7 +106,8 @@ class NamespaceRegistry:
             from contextd.store.postgres.database import Database
             from contextd.store.postgres.namespace import PostgresCatalog
 
-            self.catalog = PostgresCatalog(Database(settings.store))
+            self.catalog = PostgresCatalog(Database(settings.store,
+                                                    max_size=settings.store_pool_size))
 
     def _lifetime(self, name: str) -> ReadWriteLock:
         with self._lock:

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
                               "them in PostgreSQL with pgvector, shared by every replica "
                               "(needs the postgres extra). The embedding cache and key store "
                               "stay in data_dir.")
+    store_pool_size: int = Field(10, ge=1, le=1000, description="Most connections one "
+                                 "process opens to a PostgreSQL store (its connection pool); "
+                                 "a store call holds one for its transaction, so more than "
+                                 "http_threads plus a few for background work is idle. "
+                                 "Ignored without store.")
     embedder: Literal["auto", "onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16", "torch",
                       "onnx", "hash"] = Field(
         "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' picks "

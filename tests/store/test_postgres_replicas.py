@@ -204,3 +204,32 @@ def test_an_unreachable_store_is_a_503_naming_it_without_its_password(tmp_path: 
                        ) as caught:
         Engine(tmp_path / "d", Settings(embedder="hash", store=url), embedder=HashEmbedder())
     assert "s3cret" not in caught.value.detail
+
+
+def test_a_process_opens_at_most_store_pool_size_connections(
+        replica: Callable[..., Engine], postgres_url: str) -> None:
+    import psycopg
+
+    engine = replica(store_pool_size=2)
+    engine.upsert_documents(DOCS)
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            for _ in range(5):
+                assert ids(engine, "olive valley", "hybrid")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with psycopg.connect(postgres_url) as conn:
+        opened = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    assert engine.registry.catalog is not None
+    assert engine.registry.catalog.db.pool.max_size == 2
+    assert 1 <= opened <= 2

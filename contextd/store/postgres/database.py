@@ -49,8 +49,9 @@ def _configure(conn: Any) -> None:
 
 
 class Database:
-    """A pool of connections to `url`; migrations run under an advisory lock, so replicas
-    that start together apply each one once."""
+    """A pool of `min_size` to `max_size` connections to `url` (setting `store_pool_size`
+    is `max_size`); migrations run under an advisory lock, so replicas that start together
+    apply each one once."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         if not is_postgres_url(url):
@@ -65,6 +66,7 @@ class Database:
         from contextd.store.postgres.migrations import migrate_catalog
 
         self.url = url
+        min_size = min(min_size, max_size)
         # The extension must exist before a connection can register its types.
         try:
             self._bootstrap()
