@@ -57,7 +57,7 @@ class Fts5Tokens:
         known = self._known
         missing = [p for p in wanted if p not in known]
         if missing:
-            made = self._tokenize(missing)
+            made = self.tokenize(missing)
             with self._lock:
                 if len(known) + len(made) > MAX_REMEMBERED:
                     known.clear()
@@ -65,7 +65,8 @@ class Fts5Tokens:
             return {p: known.get(p) or made[p] for p in wanted}
         return {p: known[p] for p in wanted}
 
-    def _tokenize(self, pieces: list[str]) -> dict[str, tuple[str, ...]]:
+    def tokenize(self, pieces: list[str]) -> dict[str, tuple[str, ...]]:
+        """The terms of each of `pieces`, not remembered (for callers that keep their own)."""
         found: dict[int, list[str]] = {}
         with self._lock:
             conn = self._conn

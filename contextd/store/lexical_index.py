@@ -319,7 +319,7 @@ class Bm25Index:
         missing = [p for p in set().union(*parts) if p not in known]
         if missing:
             vocab = self._vocab
-            for piece, terms in self.tokens.terms(missing).items():
+            for piece, terms in self.tokens.tokenize(missing).items():
                 known[piece] = tuple(vocab.setdefault(t, len(vocab)) for t in terms)
         flat: list[int] = []
         counts: list[int] = []
