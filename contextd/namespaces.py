@@ -174,7 +174,8 @@ class NamespaceRegistry:
                     name, self.root / name, self.embedder.dim,
                     model_family(self.embedder.model_id),
                     IndexSettings(self.settings.approximate_above, self.settings.snapshot_every,
-                                  self.settings.approximate_recall))
+                                  self.settings.approximate_recall, self.settings.lexical_index,
+                                  self.settings.lexical_max_postings))
                 self._open[name] = ns
                 self._close_idle(keep=name)
             self._open.move_to_end(name)

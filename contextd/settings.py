@@ -174,6 +174,15 @@ class Settings(BaseSettings):
                                      "open at once (each holds SQLite connections and its "
                                      "vector index); the least recently used idle one is "
                                      "closed when another opens.")
+    lexical_index: bool = Field(True, description="Rank documents' chunks by bm25 from an "
+                                "in-memory index of each namespace (built from SQLite on the "
+                                "first search, caught up from its change log; the same "
+                                "scores as FTS5, several times faster); false searches "
+                                "FTS5. A PostgreSQL store always ranks in SQL.")
+    lexical_max_postings: int = Field(10_000_000, ge=0, description="Largest in-memory bm25 "
+                                      "index of a namespace, in postings (distinct terms of "
+                                      "each chunk; about 16 bytes each): a namespace growing "
+                                      "past it searches FTS5 instead.")
     snapshot_every: int = Field(5_000, ge=1, description="Unsaved vector changes that trigger "
                                 "a snapshot of the vector index.")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a query embedding "

@@ -21,7 +21,7 @@ import numpy as np
 from contextd.retrieval.documents import collapse, join_parts
 from contextd.retrieval.fusion import fuse_rrf, fuse_scores
 from contextd.retrieval.lexical import fts_query, query_terms
-from contextd.store.protocols import NamespaceHandle
+from contextd.store.protocols import LexicalIndex, NamespaceHandle
 from contextd.store.records import ChunkRow
 
 
@@ -170,10 +170,18 @@ class HybridRetriever:
         self, ns: NamespaceHandle, query: str, k: int, filters: dict[str, Any] | None = None,
     ) -> list[tuple[int, float]]:
         """The bm25 half of `retrieve` for `k` documents: (chunk id, score) best first. It
-        needs no query vector, so it can run while the query is being embedded."""
-        return ns.store.lexical_search(
-            fts_query(query, self._distinctive_terms(ns, query)), self.chunk_depth(k), filters,
-            title_weight=self.title_weight)
+        needs no query vector, so it can run while the query is being embedded.
+
+        The namespace's in-memory bm25 index answers when it has one (the same scores as
+        FTS5, a fraction of the time); the store's own search otherwise."""
+        index = ns.lexical_index()
+        words = self._distinctive_terms(ns, query, index)
+        terms = index.query_terms(words) if index is not None else None
+        if index is not None and terms is not None:
+            allowed = ns.store.filtered_chunk_ids(filters) if filters else None
+            return index.search(terms, self.chunk_depth(k), allowed, self.title_weight)
+        return ns.store.lexical_search(fts_query(query, words), self.chunk_depth(k), filters,
+                                       title_weight=self.title_weight)
 
     def retrieve(
         self, ns: NamespaceHandle, query_vector: np.ndarray | None, query: str, k: int,
@@ -222,7 +230,8 @@ class HybridRetriever:
                                  parts=shown if len(shown) > 1 else ()))
         return out
 
-    def _distinctive_terms(self, ns: NamespaceHandle, query: str) -> list[str]:
+    def _distinctive_terms(self, ns: NamespaceHandle, query: str,
+                           index: LexicalIndex | None = None) -> list[str]:
         """Query terms without those found in more than `common_term_share` of the chunks.
 
         Such terms have little bm25 weight but long posting lists: scoring every chunk that
@@ -231,9 +240,14 @@ class HybridRetriever:
         terms = query_terms(query)
         if self.common_term_share >= 1.0:
             return terms
-        total = ns.store.chunk_count()
+        total = len(index) if index is not None else ns.store.chunk_count()
         if total < self.common_term_min_chunks:
             return terms
         limit = self.common_term_share * total
-        kept = [t for t in terms if ns.store.term_documents(t) <= limit]
+
+        def documents(term: str) -> int:
+            found = index.term_documents(term) if index is not None else None
+            return ns.store.term_documents(term) if found is None else found
+
+        kept = [t for t in terms if documents(t) <= limit]
         return kept or terms

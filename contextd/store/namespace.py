@@ -31,6 +31,7 @@ import numpy as np
 
 from contextd.errors import InvalidRequest
 from contextd.store.files import private_dir, private_open
+from contextd.store.lexical_index import DEFAULT_MAX_POSTINGS, Bm25Index
 from contextd.store.sessions import SqliteSessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
 from contextd.store.vector_index import FaissVectorIndex, SnapshotError, snapshot_seq
@@ -51,6 +52,8 @@ class IndexSettings:
     approximate_above: int = 200_000
     snapshot_every: int = 5_000  # unsaved chunk changes that trigger a snapshot write
     approximate_recall: float = 0.98  # recall@10 each approximate build must measure
+    lexical_index: bool = True  # bm25 from an in-memory index (False: from FTS5)
+    lexical_max_postings: int = DEFAULT_MAX_POSTINGS
 
 
 @dataclass
@@ -63,6 +66,8 @@ class NamespaceData:
     settings: IndexSettings
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     unsaved: int = 0
+    lexical: Bm25Index | None = None
+    lexical_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,
@@ -85,6 +90,9 @@ class NamespaceData:
             )
         index, rebuilt = _load_or_rebuild(store, path / SNAPSHOT_FILE, dim, settings)
         ns = cls(name, path, store, SqliteSessionStore(store), index, settings)
+        if settings.lexical_index:
+            # Built from SQLite by the first lexical search (seq -1: holds nothing yet).
+            ns.lexical = Bm25Index(seq=-1, max_postings=settings.lexical_max_postings)
         if rebuilt:
             ns.save_snapshot()
         return ns
@@ -115,6 +123,21 @@ class NamespaceData:
             self.index, _ = _load_or_rebuild(self.store, self.path / SNAPSHOT_FILE,
                                              self.index.dim, self.settings)
         self.index = _rebuild(self.store, self.index.dim, self.settings)
+
+    def lexical_index(self) -> Bm25Index | None:
+        """The in-memory bm25 index caught up to every write committed by any process, or
+        None when the namespace answers with FTS5 (switched off, or grown past its limit).
+
+        One query when nothing changed; otherwise the chunks the change log names are read
+        back from SQLite and tokenized (all of them the first time, or when the log was
+        compacted past the index)."""
+        index = self.lexical
+        if index is None or not index.usable:
+            return None
+        if self.store.last_seq() != index.seq:
+            with self.lexical_lock:
+                _catch_up_lexical(self.store, index)
+        return index if index.usable else None
 
     # ----------------------------------------------------------------- writes
 
@@ -247,6 +270,39 @@ def _catch_up(store: SqliteStore, index: FaissVectorIndex, touched: set[int], se
         index.remove(gone, seq)
     if len(present):
         index.add(present, vectors, seq)
+
+
+def _catch_up_lexical(store: SqliteStore, index: Bm25Index, batch: int = 2_000) -> None:
+    """Bring the bm25 index to the change log's latest sequence.
+
+    The sequence is read before the chunks, so what is read may be newer than it: replaying
+    the log from there later is harmless (a chunk already held is not added again, a chunk
+    gone is removed). Chunk ids only grow, so every chunk to add has an id above the index's
+    largest."""
+    changes = store.changes_since(index.seq) if index.seq >= 0 else None
+    if changes is not None:
+        touched, seq = changes
+        ids = np.fromiter(sorted(touched), dtype=np.int64, count=len(touched))
+        rows = store.chunk_texts(ids.tolist())
+        present = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        index.remove_chunks(np.setdiff1d(ids, present), seq)
+        fresh = [r for r in rows if r[0] > index.max_chunk_id]
+        if len(fresh) + int(index.holds(present).sum()) != len(rows):
+            log.warning("lexical index of %s missed chunks; rebuilding it", store.path)
+            index.reset(seq=-1)
+            _catch_up_lexical(store, index, batch)
+            return
+    else:  # first build, or the log no longer reaches back to the index: compare the ids
+        seq = store.last_seq()
+        ids = store.chunk_ids()
+        index.remove_chunks(np.setdiff1d(index.chunk_ids(), ids), seq)
+        new = ids[ids > index.max_chunk_id].tolist()
+        fresh = []
+        for start in range(0, len(new), batch):
+            index.add_chunks(store.chunk_texts(new[start : start + batch]), seq)
+    for start in range(0, len(fresh), batch):
+        index.add_chunks(fresh[start : start + batch], seq)
+    index.mark(seq)
 
 
 def _rebuild(store: SqliteStore, dim: int, settings: IndexSettings) -> FaissVectorIndex:

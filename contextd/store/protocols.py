@@ -176,6 +176,23 @@ class VectorIndex(Protocol):
 
 
 @runtime_checkable
+class LexicalIndex(Protocol):
+    """An in-memory bm25 index derived from a `DocumentStore`, ranking as its
+    `lexical_search` does."""
+
+    def __len__(self) -> int: ...
+
+    def query_terms(self, words: Sequence[str]) -> list[str] | None:
+        """The index's terms for query words; None when only the store can match them."""
+        ...
+
+    def term_documents(self, word: str) -> int | None: ...
+
+    def search(self, terms: Sequence[str], k: int, allowed: np.ndarray | None = None,
+               title_weight: float = 1.0) -> list[tuple[int, float]]: ...
+
+
+@runtime_checkable
 class NamespaceHandle(Protocol):
     """One namespace's stores, as the retriever, memory and pipeline see it."""
 
@@ -186,4 +203,9 @@ class NamespaceHandle(Protocol):
 
     def ensure_current(self) -> None:
         """Catch derived state (the vector index) up to every committed write."""
+        ...
+
+    def lexical_index(self) -> LexicalIndex | None:
+        """The in-memory bm25 index, caught up to every committed write; None when the
+        store's `lexical_search` answers."""
         ...

@@ -22,7 +22,7 @@ from contextd.store.idempotency import SCHEMA as IDEMPOTENCY_SCHEMA
 SCHEMA_VERSION = 2
 
 # FTS5 with the porter stemmer over unicode61, so "running" matches "run"; diacritics folded.
-_TOKENIZE = "porter unicode61 remove_diacritics 2"
+FTS5_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id, ord);
 
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    title, text, content='chunks', content_rowid='id', tokenize='{_TOKENIZE}'
+    title, text, content='chunks', content_rowid='id', tokenize='{FTS5_TOKENIZE}'
 );
 
 -- Every chunk insert and delete is logged; the FAISS snapshot records the last seq it holds.
@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS turns (
 -- The speaker's name is searchable too: questions name people ("Ana's dog") while turns
 -- speak in the first person.
 CREATE VIRTUAL TABLE IF NOT EXISTS turns_fts USING fts5(
-    name, content, content='turns', content_rowid='rid', tokenize='{_TOKENIZE}'
+    name, content, content='turns', content_rowid='rid', tokenize='{FTS5_TOKENIZE}'
 );
 CREATE TRIGGER IF NOT EXISTS turns_after_insert AFTER INSERT ON turns BEGIN
     INSERT INTO turns_fts(rowid, name, content) VALUES (new.rid, coalesce(new.name, ''),

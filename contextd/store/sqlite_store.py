@@ -242,6 +242,22 @@ class SqliteStore:
                 f"SELECT id, doc_id, ord FROM chunks WHERE id IN ({marks})", part))
         return out
 
+    def chunk_texts(self, ids: Sequence[int]) -> list[tuple[int, str | None, str]]:
+        """(chunk id, title, text) of each of `ids` that still exists, for the lexical index."""
+        out: list[tuple[int, str | None, str]] = []
+        conn = self.reader()
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(part))
+            out.extend(conn.execute(
+                f"SELECT id, title, text FROM chunks WHERE id IN ({marks})", part))
+        return out
+
+    def chunk_ids(self) -> np.ndarray:
+        """Every chunk id, ascending."""
+        rows = self.reader().execute("SELECT id FROM chunks ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def filtered_chunk_ids(self, filters: dict[str, Any]) -> np.ndarray:
         sql, params = compile_sqlite(filters)
         rows = self.reader().execute(

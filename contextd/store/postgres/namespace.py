@@ -44,6 +44,10 @@ class PostgresNamespace:
     def ensure_current(self) -> None:
         """Nothing to catch up: searches read the committed rows themselves."""
 
+    def lexical_index(self) -> None:
+        """None: bm25 is computed in SQL (`PostgresDocumentStore.lexical_search`)."""
+        return None
+
     def apply(self, result: WriteResult) -> None:
         """Nothing to mirror: the write stored the vectors in its own transaction."""
 
