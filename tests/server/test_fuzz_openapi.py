@@ -29,8 +29,13 @@ EXAMPLES = 4
 # with a user turn, a filter on a field in two contradictory ways): those are 422s with a
 # message by design, so the positive-data check accepts them; 5xx are caught by
 # not_a_server_error, undocumented statuses by status_code_conformance.
-CONFIG = {"checks": {"positive_data_acceptance": {
-    "expected-statuses": ["2xx", "401", "403", "404", "409", "413", "422"]}}}
+# Invalid data may also be too large to read (a 413 before the body is parsed): a rejection.
+CONFIG = {"checks": {
+    "positive_data_acceptance": {
+        "expected-statuses": ["2xx", "401", "403", "404", "409", "413", "422"]},
+    "negative_data_rejection": {
+        "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415",
+                              "422", "428", "429"]}}}
 
 
 @pytest.fixture
