@@ -6,7 +6,7 @@ Two steps, at different times:
   the oldest leave in blocks and fold into the running summary stored with the session;
 - assembly (`build`), a pure read: while the whole history fits the request's budget it is
   sent verbatim; once it does not, every turn competes for the budget in one priority order
-  for the query (`contextd.memory.priority`: the last exchange, then turns by relevance,
+  for the query (`contextd.memory.priority`: the last exchange, then turns by relevance per token,
   then the summary lines the chosen turns do not hold, then the rest, newest first), and the
   longest prefix of that order that fits is sent: the newest unbroken run of chosen turns as
   chat messages, the others as one block of dated paragraphs in conversation order. A small
@@ -33,7 +33,7 @@ from contextd.assembler import (
     SUMMARY_HEADER,
     newest_groups,
 )
-from contextd.memory.priority import priority_seqs, relevance_order
+from contextd.memory.priority import by_value_per_token, priority_seqs, relevance_order
 from contextd.memory.recall import OtherSessionHits, TurnRecaller, UserScope
 from contextd.memory.summariser import select_lines
 from contextd.memory.window import orphan_tool_results, plan_eviction, tool_groups
@@ -269,6 +269,10 @@ class _Selection:
                                                state.session_id, query, query_vector,
                                                last_seq, state.generation, self.others)
             ranked = [s for s in relevance_order(dense, lexical, last_seq) if s not in self.skip]
+            # Relevance per token: every ranked turn's cost is needed, so its row is read now.
+            self._fetch(ranked)
+            ranked = by_value_per_token(
+                ranked, lambda s: self.rows[s].tokens if s in self.rows else None)
             asks = self._asks(ranked) if self.memory.neighbours else None
             hits = priority_seqs(ranked, last_seq, exclude=floor | self.skip, asks=asks)
         placed = set(floor) | self.skip

@@ -1,8 +1,9 @@
 """One priority order over a session's turns for a query, the same at every budget.
 
 Once history overflows its budget, every turn competes for it: the last exchange first (a
-small floor, for continuity), then the turns relevant to the query, best first, a question
-followed by the turn after it (which is likely to answer it), then the running summary
+small floor, for continuity), then the turns relevant to the query by relevance per token
+(`by_value_per_token`: rank x tokens, ascending), a question followed by the turn after it
+(which is likely to answer it), then the running summary
 (only the lines that the turns before it do not already hold), then every other turn, newest
 first. A budget takes the longest prefix of this order that fits; because the order does not
 depend on the budget, a larger budget's prefix holds everything a smaller one's did.
@@ -46,6 +47,27 @@ def relevance_order(dense: Sequence[int], lexical: Sequence[int], last_seq: int,
     for seq in scores:
         scores[seq] += recency_weight / (k + last_seq - seq + 1)
     return sorted(scores, key=lambda seq: (-scores[seq], seq))
+
+
+def by_value_per_token(ranked: Sequence[int], cost: Callable[[int], int | None]) -> list[int]:
+    """`ranked` reordered by relevance per token: a turn at rank r (1 = best) is worth 1/r,
+    the usual reciprocal-rank weight, and costs its tokens, so turns go in ascending r x cost
+    (ties: the better rank first), the greedy order of a knapsack. A long turn that only
+    ranks second no longer takes the room of several short ones that rank close behind it;
+    a turn whose cost is unknown (None) goes last. Budget-independent, so the longest prefix
+    that fits still only grows with the budget.
+
+        >>> by_value_per_token([7, 8, 9], {7: 400, 8: 60, 9: 70}.get)  # 400, 120, 210
+        [8, 9, 7]
+    """
+    position = {seq: n for n, seq in enumerate(ranked, start=1)}
+
+    def key(seq: int) -> tuple[float, int]:
+        tokens = cost(seq)
+        return (float("inf") if tokens is None else position[seq] * max(tokens, 1),
+                position[seq])
+
+    return sorted(position, key=key)
 
 
 def priority_seqs(hits: Iterable[int], last_seq: int, exclude: Collection[int] = (),
