@@ -7,6 +7,7 @@ that the FAISS snapshot is caught up from, and sessions with their turns and sum
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 from contextd.store.files import private_file
@@ -136,3 +137,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
     )
+    # Fixed when the file is made (or first opened by a version that keys by it) and never
+    # replaced: a namespace deleted and made again starts its sequences over, not this.
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', ?)",
+                 (uuid.uuid4().hex,))
