@@ -52,7 +52,7 @@ from contextd.models import (
 from contextd.namespaces import NamespaceRegistry
 from contextd.native_threads import limit_native_threads
 from contextd.pipeline import AssemblePipeline
-from contextd.profiles import ProfileRouter
+from contextd.profiles import DEFAULT, ProfileRouter, profile_digest
 from contextd.protocols import Embedder, Summariser
 from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
@@ -125,7 +125,8 @@ class Engine:
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
         # Per process: its keys hold sequences read from the shared store, so every process
         # sees a write by any other as a new key.
-        self.cache = AssemblyCache(SemanticCache.from_settings(settings))
+        self.cache = AssemblyCache(SemanticCache.from_settings(settings), DEFAULT,
+                                   profile_digest(settings))
         self.pipeline = AssemblePipeline(settings, self.registry, self.retriever, self.ranker,
                                          self.memory, self.sessions,
                                          self.embed_query_async, self.cache)
@@ -145,9 +146,10 @@ class Engine:
         self._closed = False
         self._close_lock = threading.Lock()
 
-    def _profile_pipeline(self, settings: Settings) -> AssemblePipeline:
+    def _profile_pipeline(self, name: str, settings: Settings) -> AssemblePipeline:
         """An assemble pipeline with a profile's settings over the engine's data: its own
-        retriever, ranker and memory shares; the same namespaces, sessions and embedder."""
+        retriever, ranker and memory shares; the same namespaces, sessions and embedder, and
+        the same cache memory, under keys of its own (unless the profile turns it off)."""
         retriever = HybridRetriever(
             depth=settings.retrieval_depth, fusion=settings.fusion, rrf_k=settings.rrf_k,
             dense_weight=settings.dense_weight, lexical_weight=settings.lexical_weight,
@@ -158,8 +160,10 @@ class Engine:
         memory = ConversationMemory(
             self.memory.summariser, self.memory.recaller,
             keep_fraction=settings.window_keep_fraction)
+        cache = AssemblyCache(self.cache.core, name, profile_digest(settings),
+                              enabled=settings.cache_enabled)
         return AssemblePipeline(settings, self.registry, retriever, ranker, memory,
-                                self.sessions, self.embed_query_async)
+                                self.sessions, self.embed_query_async, cache)
 
     def reload_profiles(self, settings: Settings) -> None:
         """Assemble with the profiles (names, weights, values) of `settings` from now on,

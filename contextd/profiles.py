@@ -14,7 +14,7 @@ has a table of its own, its weight is what the others leave over to 100, so
 restart: `ProfileRouter.reload` swaps the whole set at once, and `contextd serve` calls it on
 SIGHUP or when the config file changes (`ConfigWatcher`).
 
-    >>> router = ProfileRouter(Settings(profiles={"canary": {"weight": 10}}), lambda s: s)
+    >>> router = ProfileRouter(Settings(profiles={"canary": {"weight": 10}}), lambda n, s: s)
     >>> router.names(), router.weights()
     (['canary', 'default'], {'canary': 10.0, 'default': 90.0})
     >>> router.assign("session-42") == router.assign("session-42")
@@ -24,6 +24,7 @@ SIGHUP or when the config file changes (`ConfigWatcher`).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -35,7 +36,7 @@ from typing import Generic, TypeVar
 
 from contextd.errors import InvalidRequest
 from contextd.models import AssembleRequest
-from contextd.settings import Settings, read_config
+from contextd.settings import ProfileSpec, Settings, read_config
 
 log = logging.getLogger("contextd")
 
@@ -51,6 +52,22 @@ def split_point(key: str) -> float:
     """
     digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"contextd-split").digest()
     return int.from_bytes(digest, "big") / 2.0**64
+
+
+def profile_digest(settings: Settings) -> str:
+    """A digest of every value a profile can change, as `settings` has them: the assemble
+    cache keys by it, so a profile whose values change (a reload) never serves what the old
+    values assembled, and two profiles with the same name on two configs never meet.
+
+        >>> profile_digest(Settings()) == profile_digest(Settings(profiles={"a": {"weight": 5}}))
+        True
+        >>> profile_digest(Settings()) == profile_digest(Settings(mmr_lambda=0.5))
+        False
+    """
+    values = {k: getattr(settings, k) for k in sorted(ProfileSpec.model_fields)
+              if k != "weight"}
+    blob = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
 def profile_weights(settings: Settings) -> dict[str, float]:
@@ -76,14 +93,14 @@ class _ProfileSet(Generic[P]):
 
 
 class ProfileRouter(Generic[P]):
-    """Chooses the profile of each request; `build(settings)` makes what runs one profile.
+    """Chooses the profile of each request; `build(name, settings)` makes what runs one.
 
-        >>> router = ProfileRouter(Settings(), lambda s: s)
+        >>> router = ProfileRouter(Settings(), lambda name, s: s)
         >>> router.choose(AssembleRequest(query="q", max_tokens=100)).name
         'default'
     """
 
-    def __init__(self, settings: Settings, build: Callable[[Settings], P],
+    def __init__(self, settings: Settings, build: Callable[[str, Settings], P],
                  default_runner: P | None = None) -> None:
         self._build = build
         self._default_runner = default_runner
@@ -97,7 +114,7 @@ class ProfileRouter(Generic[P]):
             profile_settings = settings.with_profile(name)
             reuse = (name == DEFAULT and profile_settings is settings
                      and self._default_runner is not None)
-            runner = self._default_runner if reuse else self._build(profile_settings)
+            runner = self._default_runner if reuse else self._build(name, profile_settings)
             profiles[name] = Profile(name, weight, profile_settings, runner)  # type: ignore[arg-type]
         total = sum(weights.values())
         bounds, running = [], 0.0

@@ -1,7 +1,8 @@
 """The semantic cache as assemble uses it: a key read from the stored state, one probe a request.
 
-The key is taken after the request's own turns are appended, from the namespace's change-log
-sequence and the session's state (turn count, creation time, summary), so a response can only
+The key is taken after the request's own turns are appended, from the namespace's generation
+and change-log sequence and the session's state (turn count, creation time, summary), and it
+names the profile assembling (its name and a digest of its configuration), so a response can only
 be served against the documents and history it was assembled from: a write moves the state on
 and leaves every older entry unreachable. A response is stored only if that state did not move
 while it was being assembled, so an entry never mixes two states.
@@ -30,12 +31,13 @@ from contextd.models import AssembleRequest, AssembleResponse, CacheInfo, Output
 from contextd.store.namespace import NamespaceData
 from contextd.tokens import TokenBudget
 
-# The configuration that assembles responses; named profiles will put their name here.
+# The configuration that assembles responses when none is named.
 DEFAULT_PROFILE = "default"
 
 
 @dataclass(frozen=True)
 class _State:
+    generation: str
     documents_seq: int
     session_seq: int | None
     digest: str
@@ -44,18 +46,27 @@ class _State:
 class AssemblyCache:
     """Assemble responses cached per namespace, keyed by the state they were assembled from.
 
+    Every profile has its own `AssemblyCache` over the engine's one `SemanticCache` (`core`):
+    `profile` and `profile_digest` go into its keys, so profiles share the memory bounds but
+    never an entry; `enabled=False` is a profile that turned the cache off.
+
         >>> from contextd.settings import Settings
         >>> AssemblyCache(SemanticCache.from_settings(Settings())).enabled
         True
+        >>> AssemblyCache(SemanticCache(), "canary", "9f0c", enabled=False).enabled
+        False
     """
 
-    def __init__(self, core: SemanticCache, profile: str = DEFAULT_PROFILE) -> None:
+    def __init__(self, core: SemanticCache, profile: str = DEFAULT_PROFILE,
+                 profile_digest: str = "", *, enabled: bool = True) -> None:
         self.core = core
         self.profile = profile
+        self.profile_digest = profile_digest
+        self._enabled = enabled
 
     @property
     def enabled(self) -> bool:
-        return self.core.enabled
+        return self._enabled and self.core.enabled
 
     def probe(self, request: AssembleRequest, ns: NamespaceData, query: str,
               query_from_history: bool, budget: TokenBudget) -> CacheProbe:
@@ -63,7 +74,7 @@ class AssemblyCache:
 
         Call it after the request's own turns are stored.
         """
-        if not (self.core.enabled and request.cache):
+        if not (self.enabled and request.cache):
             return CacheProbe(self, None, query, ns, request, query_from_history)
         state = _read_state(ns, request.session_id, query_from_history, request.recall_scope)
         if state is None:  # no such session: the pipeline answers with its own error
@@ -71,7 +82,7 @@ class AssemblyCache:
         key = CacheKey.for_request(
             request, documents_seq=state.documents_seq, session_seq=state.session_seq,
             budget=budget.tokens, encoding=budget.counter.encoding_name, profile=self.profile,
-            state=state.digest)
+            profile_digest=self.profile_digest, generation=state.generation, state=state.digest)
         return CacheProbe(self, key, query, ns, request, query_from_history, budget=budget)
 
     def put_answer(self, namespace: str, assembly_id: str, answer: str) -> bool:
@@ -128,8 +139,9 @@ class CacheProbe:
             return response
         now = _read_state(self.ns, self.request.session_id, self.query_from_history,
                           self.request.recall_scope)
-        if now is not None and (now.documents_seq, now.session_seq, now.digest) == (
-                self.key.documents_seq, self.key.session_seq, self.key.state):
+        if now is not None and (now.generation, now.documents_seq, now.session_seq,
+                                now.digest) == (self.key.generation, self.key.documents_seq,
+                                                self.key.session_seq, self.key.state):
             self.cache.core.store(self.key, self.query, vector, response, response.assembly_id)
         return response
 
@@ -175,9 +187,10 @@ def _read_state(ns: NamespaceData, session_id: str | None, query_from_history: b
     only ever appended, and removed with their session, so those move with every change that
     could change what recall finds there (an append, a delete, a recreation, a session
     joining the user)."""
+    generation = ns.store.generation()
     documents_seq = ns.store.last_seq()
     if session_id is None:
-        return _State(documents_seq, None, _digest(query_from_history))
+        return _State(generation, documents_seq, None, _digest(query_from_history))
     row = ns.sessions.session(session_id)
     if row is None:
         return None
@@ -187,7 +200,7 @@ def _read_state(ns: NamespaceData, session_id: str | None, query_from_history: b
             ns.sessions, row.user_id, session_id).sessions)
     # The turn count is the last turn's sequence (turns are only appended); the creation time
     # tells a recreated session from the old one; the summary can be refined in place.
-    return _State(documents_seq, row.turns, _digest(
+    return _State(generation, documents_seq, row.turns, _digest(
         query_from_history, row.created_at, row.tokens, row.summary_through, row.summary,
         row.user_id, others))
 

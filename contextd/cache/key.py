@@ -5,6 +5,11 @@ namespace's change-log sequence and the session's sequence, which every upsert, 
 session append moves on, so an entry written before a change can never match a request after it
 (with recall_scope "user", `state` also holds the user's other sessions' turn counts and
 creation times: see contextd.cache.assembly).
+A namespace deleted and made again (by this process or another) starts its sequences over, so
+the key also holds the namespace's generation, an id fixed when the namespace is created: the
+new namespace's entries can never be the old one's. The profile that assembles is in the key by
+name and by a digest of its effective configuration, so two profiles never share an entry, and
+neither do two configurations one profile had before and after a reload.
 The rest of the request goes in as a digest of every field except the few the key holds by
 another name or that do not change the output; a field added to `AssembleRequest` later is in the
 digest automatically, so it can only make the key stricter. With a session, the request's
@@ -14,7 +19,8 @@ holds them, and a request that sent them and one that did not then share the sam
     >>> from contextd.models import AssembleRequest
     >>> req = AssembleRequest(query="solar panels", max_tokens=2000)
     >>> key = CacheKey.for_request(req, documents_seq=12, session_seq=None, budget=2000,
-    ...                            encoding="cl100k_base", profile="default")
+    ...                            encoding="cl100k_base", profile="default",
+    ...                            profile_digest="3f2a", generation="9c41")
     >>> key.documents_seq, key.session_id, key.digest == request_digest(req)
     (12, None, True)
 """
@@ -40,11 +46,13 @@ class CacheKey:
 
     ``documents_seq`` is the namespace's change-log sequence and ``session_seq`` the session's
     last turn sequence (``None`` without a session). ``budget`` and ``encoding`` are the resolved
-    token budget and tokenizer. ``profile`` names the configuration that assembled the response;
-    a caller whose configuration can change under one name puts a digest of it here.
-    ``digest`` covers every other request field (see `request_digest`). ``state`` names what
-    else the response was assembled from that the sequences do not move (a session's
-    generation and summary, whether the query came from the history), as a digest.
+    token budget and tokenizer. ``profile`` names the configuration that assembled the response
+    and ``profile_digest`` is a digest of that configuration's values (`profile_digest` in
+    `contextd.profiles`). ``digest`` covers every other request field (see `request_digest`).
+    ``state`` names what else the response was assembled from that the sequences do not move (a
+    session's generation and summary, whether the query came from the history), as a digest.
+    ``generation`` is the namespace's (`DocumentStore.generation`): its sequences start over
+    when it is made again, its generation does not come back.
     """
 
     namespace: str
@@ -56,16 +64,20 @@ class CacheKey:
     profile: str
     digest: str
     state: str = ""
+    generation: str = ""
+    profile_digest: str = ""
 
     @classmethod
     def for_request(cls, request: BaseModel, *, documents_seq: int, session_seq: int | None,
-                    budget: int, encoding: str, profile: str, state: str = "") -> CacheKey:
+                    budget: int, encoding: str, profile: str, profile_digest: str,
+                    generation: str, state: str = "") -> CacheKey:
         """The key of an `AssembleRequest` against the given documents and session state.
 
             >>> from contextd.models import AssembleRequest
             >>> req = AssembleRequest(query="q", session_id="s1", max_tokens=500)
             >>> CacheKey.for_request(req, documents_seq=3, session_seq=7, budget=500,
-            ...                      encoding="cl100k_base", profile="default").session_seq
+            ...                      encoding="cl100k_base", profile="default",
+            ...                      profile_digest="3f2a", generation="9c41").session_seq
             7
         """
         fields = request.model_dump()
@@ -82,6 +94,8 @@ class CacheKey:
             profile=profile,
             digest=request_digest(request),
             state=state,
+            generation=generation,
+            profile_digest=profile_digest,
         )
 
 

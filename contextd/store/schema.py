@@ -14,6 +14,7 @@ is opened, so a namespace written by an older release opens and gains what it la
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 from contextd.store.files import private_file
@@ -150,6 +151,10 @@ def create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     conn.executescript(IDEMPOTENCY_SCHEMA)
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')")
+    # Fixed when the file is made (or first opened by a version that keys by it) and never
+    # replaced: a namespace deleted and made again starts its sequences over, not this.
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', ?)",
+                 (uuid.uuid4().hex,))
     migrate(conn)
 
 

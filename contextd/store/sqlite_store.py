@@ -293,6 +293,13 @@ class SqliteStore:
         """The change log's latest sequence number, as committed by any process."""
         return self._last_seq(self.reader())
 
+    def generation(self) -> str:
+        """The id this namespace was created with (see `DocumentStore.generation`). Read from
+        the file each time: a thread's reader opens the path, which may hold a newer one."""
+        row = self.reader().execute(
+            "SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return str(row[0]) if row else ""
+
     def lexical_search(
         self, match: str, k: int, filters: dict[str, Any] | None = None,
         title_weight: float = 1.0,

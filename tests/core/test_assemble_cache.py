@@ -175,6 +175,26 @@ def test_a_recreated_session_or_namespace_starts_afresh(cached: Engine) -> None:
     assert not cached.assemble(namespace="other", query="shipping", max_tokens=600).cache.hit
 
 
+def test_a_namespace_made_again_by_another_process_never_gets_an_old_entry(
+        make_engine: Callable[..., Engine]) -> None:
+    # Two engines on one data directory are two processes: the serving one's cache never
+    # hears of the other's delete, and the new namespace's sequences start where the old did.
+    serving, other = make_engine(max_open_namespaces=1), make_engine()
+    other.upsert_documents([{"id": "old", "text": "Refunds are issued within 14 days."}],
+                           namespace="shop")
+    first = serving.assemble(namespace="shop", query="refund", max_tokens=400)
+    assert serving.assemble(namespace="shop", query="refund", max_tokens=400).cache.hit
+    seq = other.registry.get("shop").store.last_seq()
+    other.delete_namespace("shop")
+    other.upsert_documents([{"id": "new", "text": "Refunds are issued within 30 days."}],
+                           namespace="shop")
+    assert other.registry.get("shop").store.last_seq() == seq  # the same sequence again
+    serving.assemble(query="refund", max_tokens=400)  # opening another closes idle 'shop'
+    again = serving.assemble(namespace="shop", query="refund", max_tokens=400)
+    assert [d.id for d in first.documents] == ["old"]
+    assert not again.cache.hit and [d.id for d in again.documents] == ["new"]
+
+
 def test_a_refined_summary_is_a_new_state(make_engine: Callable[..., Engine]) -> None:
     engine = make_engine(session_window_tokens=60)
     engine.upsert_documents(DOCS)

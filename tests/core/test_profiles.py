@@ -23,7 +23,7 @@ TINY = Path(__file__).parents[1] / "data" / "tiny-beir"
 
 
 def router(profiles: dict) -> ProfileRouter:
-    return ProfileRouter(Settings(profiles=profiles), lambda settings: settings)
+    return ProfileRouter(Settings(profiles=profiles), lambda name, settings: settings)
 
 
 def test_assignment_is_deterministic_across_routers_and_processes() -> None:
@@ -82,6 +82,43 @@ def test_each_profile_assembles_with_its_own_settings(make_engine: Callable[...,
     assert base.usage.history > 0 and other.usage.history == 0
     with pytest.raises(InvalidRequest, match="unknown profile"):
         engine.assemble(query="refund", max_tokens=400, profile="missing")
+
+
+def test_every_profile_caches_under_keys_of_its_own(make_engine: Callable[..., Engine]) -> None:
+    canary = {"weight": 0, "mmr_lambda": 0.5}
+    engine = seeded(make_engine, profiles={"canary": canary})
+    ask = {"query": "refund", "max_tokens": 400, "routing_key": "u1"}
+    first = engine.assemble(**ask)
+    assert first.profile == "default" and engine.assemble(**ask).cache.hit
+    # The same request, now split to the canary: the default's entry is not served to it...
+    engine.reload_profiles(Settings(profiles={"default": {"weight": 0},
+                                              "canary": {**canary, "weight": 100}}))
+    moved = engine.assemble(**ask)
+    assert moved.profile == "canary" and not moved.cache.hit
+    # ...and the canary caches too.
+    again = engine.assemble(**ask)
+    assert again.profile == "canary" and again.cache.hit
+    assert again.assembly_id == moved.assembly_id
+    # Its values changed under the same name: what the old values assembled is not served.
+    engine.reload_profiles(Settings(profiles={"default": {"weight": 0},
+                                              "canary": {**canary, "weight": 100,
+                                                         "mmr_lambda": 0.6}}))
+    changed = engine.assemble(**ask)
+    assert changed.profile == "canary" and not changed.cache.hit
+    # Back on the default profile, its own entry is still there.
+    engine.reload_profiles(Settings(profiles={"canary": canary}))
+    back = engine.assemble(**ask)
+    assert back.profile == "default" and back.cache.hit and back.assembly_id == first.assembly_id
+
+
+def test_a_profile_can_turn_the_cache_off(make_engine: Callable[..., Engine]) -> None:
+    engine = seeded(make_engine, profiles={"fresh": {"weight": 0, "cache_enabled": False}})
+    ask = {"query": "refund", "max_tokens": 400, "profile": "fresh"}
+    engine.assemble(**ask)
+    assert not engine.assemble(**ask).cache.hit
+    assert engine.cache.core.counts()["disabled"] == 2
+    engine.assemble(query="refund", max_tokens=400)
+    assert engine.assemble(query="refund", max_tokens=400).cache.hit
 
 
 def test_a_session_stays_on_its_profile_and_the_usage_log_says_which(

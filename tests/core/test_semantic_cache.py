@@ -33,7 +33,8 @@ def key(documents_seq: int = 1, session_seq: int | None = None, **changes: objec
     fields: dict = {"namespace": "ns", "documents_seq": documents_seq,
                     "session_id": None if session_seq is None else "s1",
                     "session_seq": session_seq, "budget": 2000, "encoding": "cl100k_base",
-                    "profile": "default", "digest": "d"}
+                    "profile": "default", "digest": "d", "generation": "g1",
+                    "profile_digest": "p1"}
     fields.update(changes)
     return CacheKey(**fields)
 
@@ -169,7 +170,7 @@ def test_any_key_field_change_is_a_miss() -> None:
     cache.store(key(), "q", None, Stamp(query="q"), "a1")
     for other in (key(documents_seq=2), key(session_seq=1), key(budget=1999),
                   key(encoding="o200k_base"), key(profile="canary"), key(digest="e"),
-                  key(namespace="other")):
+                  key(namespace="other"), key(generation="g2"), key(profile_digest="p2")):
         assert cache.lookup(other, "q", None) is None
     assert cache.lookup(key(), "q", None) is not None
 
@@ -190,7 +191,8 @@ def test_key_for_a_request_without_session_has_no_session_sequence() -> None:
     req = AssembleRequest(query="a", max_tokens=1000)
     with pytest.raises(ValueError, match="session_seq"):
         CacheKey.for_request(req, documents_seq=1, session_seq=3, budget=1000,
-                             encoding="cl100k_base", profile="default")
+                             encoding="cl100k_base", profile="default", profile_digest="p1",
+                             generation="g1")
 
 
 OPS = st.lists(st.one_of(

@@ -28,12 +28,31 @@ class Backend:
     documents: DocumentStore
     sessions: SessionStore
     index: Callable[[], VectorIndex]
+    # The namespace's documents store opened again, and after it was deleted and made again.
+    reopen: Callable[[], DocumentStore]
+    recreate: Callable[[], DocumentStore]
 
 
 def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    store = SqliteStore(str(tmp_path / "store.sqlite3"))
-    yield Backend(store, SqliteSessionStore(store), lambda: FaissVectorIndex(dim=DIM))
-    store.close()
+    path = tmp_path / "store.sqlite3"
+    store = SqliteStore(str(path))
+    opened: list[SqliteStore] = []
+
+    def reopen() -> SqliteStore:
+        opened.append(SqliteStore(str(path)))
+        return opened[-1]
+
+    def recreate() -> SqliteStore:
+        for other in (store, *opened):
+            other.close()
+        for file in tmp_path.glob("store.sqlite3*"):
+            file.unlink()
+        return reopen()
+
+    yield Backend(store, SqliteSessionStore(store), lambda: FaissVectorIndex(dim=DIM),
+                  reopen, recreate)
+    for other in (store, *opened):
+        other.close()
 
 
 def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
@@ -46,7 +65,18 @@ def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backen
     assert ns is not None
     scratch = catalog.open("scratch", dim=DIM, model_id="m")  # a bare index of its own
     assert scratch is not None
-    yield Backend(ns.store, ns.sessions, lambda: PgVectorIndex(catalog.db, scratch.schema, DIM))
+
+    def reopen() -> DocumentStore:
+        again = catalog.open("contract", dim=DIM, model_id="m")
+        assert again is not None
+        return again.store
+
+    def recreate() -> DocumentStore:
+        catalog.delete("contract")
+        return reopen()
+
+    yield Backend(ns.store, ns.sessions, lambda: PgVectorIndex(catalog.db, scratch.schema, DIM),
+                  reopen, recreate)
     catalog.close()
 
 
@@ -198,6 +228,18 @@ def test_change_log_catch_up_and_compaction(backend: Backend) -> None:
     assert store.changes_since(w1.seq) is not None
     store.set_meta("k", "v")
     assert store.get_meta("k") == "v" and store.get_meta("nope") is None
+
+
+def test_a_namespace_made_again_has_a_new_generation(backend: Backend) -> None:
+    store = backend.documents
+    store.write_documents([doc("a", ["alpha"])])
+    generation, seq = store.generation(), store.last_seq()
+    assert generation and backend.reopen().generation() == generation
+    again = backend.recreate()
+    again.write_documents([doc("b", ["beta"])])
+    # The sequences start over; the generation is what tells the two apart.
+    assert again.last_seq() == seq
+    assert again.generation() and again.generation() != generation
 
 
 def test_sessions(backend: Backend) -> None:

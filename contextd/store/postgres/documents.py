@@ -66,6 +66,12 @@ class PostgresDocumentStore:
                                (key,)).fetchone()
         return row[0] if row else None
 
+    def add_meta(self, key: str, value: str) -> None:
+        """Set `key` unless it is set already (the first of several replicas wins)."""
+        with self.db.connection() as conn:
+            conn.execute(self._q("INSERT INTO {s}.meta(key, value) VALUES (%s, %s) "
+                                 "ON CONFLICT (key) DO NOTHING"), (key, value))
+
     def set_meta(self, key: str, value: str) -> None:
         with self.db.connection() as conn:
             conn.execute(self._q("INSERT INTO {s}.meta(key, value) VALUES (%s, %s) "
@@ -310,6 +316,10 @@ class PostgresDocumentStore:
         """The change log's latest sequence number, as committed by any replica."""
         with self.db.connection() as conn:
             return self._last_seq(conn)
+
+    def generation(self) -> str:
+        """The id this namespace was created with (see `DocumentStore.generation`)."""
+        return self.get_meta("generation") or ""
 
     def _last_seq(self, conn: Any) -> int:
         return int(conn.execute(self._q("SELECT seq FROM {s}.head")).fetchone()[0])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,7 @@ class PostgresCatalog:
             raise InvalidRequest(
                 f"namespace {name!r} was indexed with embedding model {stored_model!r}, not "
                 f"{model_id!r}: open it with the same model, or re-ingest into a new namespace")
+        store.add_meta("generation", uuid.uuid4().hex)  # only the first opener's stays
         return PostgresNamespace(name, schema, store, PostgresSessionStore(self.db, schema),
                                  PgVectorIndex(self.db, schema, dim, seq_of=store.last_seq),
                                  self.db)
