@@ -246,8 +246,7 @@ class PostgresDocumentStore:
         if not terms:
             return []
         with self.db.connection() as conn:
-            lexemes = sorted({lx for found in self._lexemes.lexemes(conn, terms).values()
-                              for lx in found})
+            lexemes = self._lexemes.distinct(conn, terms)
             if not lexemes:
                 return []
             total, mean_len = self._chunk_stats(conn)

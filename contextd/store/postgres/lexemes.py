@@ -50,3 +50,7 @@ class LexemeCache:
                 for term, found in rows:
                     self._known[term] = tuple(found)
         return {t: self._known.get(t, ()) for t in terms}
+
+    def distinct(self, conn: Any, terms: Sequence[str]) -> list[str]:
+        """Every lexeme of `terms`, once each, sorted: what a query searches for."""
+        return sorted({lx for found in self.lexemes(conn, terms).values() for lx in found})

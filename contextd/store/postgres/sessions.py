@@ -87,8 +87,7 @@ class PostgresSessionStore:
         if not terms:
             return []
         with self.db.connection() as conn:
-            lexemes = sorted({lx for found in self._lexemes.lexemes(conn, terms).values()
-                              for lx in found})
+            lexemes = self._lexemes.distinct(conn, terms)
             if not lexemes:
                 return []
             rows = conn.execute(self._q(
@@ -197,8 +196,7 @@ class PostgresSessionStore:
         if not terms or max_seq <= 0:
             return []
         with self.db.connection() as conn:
-            lexemes = sorted({lx for found in self._lexemes.lexemes(conn, terms).values()
-                              for lx in found})
+            lexemes = self._lexemes.distinct(conn, terms)
             if not lexemes:
                 return []
             rows = conn.execute(self._q(
