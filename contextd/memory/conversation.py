@@ -33,8 +33,13 @@ from contextd.assembler import (
     SUMMARY_HEADER,
     newest_groups,
 )
-from contextd.memory.priority import by_value_per_token, priority_seqs, relevance_order
-from contextd.memory.recall import OtherSessionHits, TurnRecaller, UserScope
+from contextd.memory.priority import (
+    by_value_per_token,
+    later_statements,
+    priority_seqs,
+    relevance_order,
+)
+from contextd.memory.recall import SUPERSEDE_SEEDS, OtherSessionHits, TurnRecaller, UserScope
 from contextd.memory.summariser import select_lines
 from contextd.memory.window import orphan_tool_results, plan_eviction, tool_groups
 from contextd.models import Dropped
@@ -154,6 +159,8 @@ class ConversationMemory:
     recaller: TurnRecaller
     keep_fraction: float = 0.6  # compaction leaves the window at this share of its target
     neighbours: bool = False  # a relevant question brings the turn after it (measured: no gain)
+    # Later turns about the subject of the best hits compete too (changes of mind, updates).
+    supersede: bool = True
     # Called after a compaction is stored: (state, folded turns, new summary, previous
     # summary, summary budget). The LLM summary refiner hooks in here, off the request path.
     on_evict: Callable[[HistoryState, list[TurnRow], str, str | None, int], None] | None = None
@@ -268,7 +275,9 @@ class _Selection:
             dense, lexical = recaller.rankings(state.namespace or "", state.sessions,
                                                state.session_id, query, query_vector,
                                                last_seq, state.generation, self.others)
-            ranked = [s for s in relevance_order(dense, lexical, last_seq) if s not in self.skip]
+            later = self._later(dense, lexical, last_seq)
+            ranked = [s for s in relevance_order(dense, lexical, last_seq, later=later)
+                      if s not in self.skip]
             # Relevance per token: every ranked turn's cost is needed, so its row is read now.
             self._fetch(ranked)
             ranked = by_value_per_token(
@@ -332,6 +341,26 @@ class _Selection:
         result.dropped.extend(
             Dropped(kind="turn", id=t.id, reason="history_share", tokens=c)
             for t, c in zip(turns, self.costs, strict=True) if t.seq not in kept)
+
+    def _later(self, dense: list[int], lexical: list[int], last_seq: int) -> list[int]:
+        """The turns that may supersede the best hits (`priority.later_statements`): seeds are
+        the best hits by relevance alone (recency would seed from what was said last), the
+        candidates later turns of this session about the same subject."""
+        state, recaller = self.state, self.memory.recaller
+        if not self.memory.supersede or state.sessions is None or state.session_id is None:
+            return []
+        seeds = [s for s in relevance_order(dense, lexical, last_seq, recency_weight=0.0)
+                 if s > 0 and s not in self.skip][:SUPERSEDE_SEEDS]
+        candidates = recaller.later_turns(state.namespace or "", state.sessions,
+                                          state.session_id, seeds, last_seq, state.generation)
+        self._fetch(seeds + [s for found in candidates.values() for s in found])
+
+        def same_speaker(seed: int, seq: int) -> bool:
+            a, b = self.rows.get(seed), self.rows.get(seq)
+            return (a is not None and b is not None and seq not in self.skip
+                    and (a.role, a.name) == (b.role, b.name))
+
+        return later_statements(seeds, candidates, same_speaker)
 
     def _asks(self, ranked: list[int]) -> Callable[[int], bool]:
         """Whether a ranked turn asks a question; rows are read a chunk ahead as needed."""

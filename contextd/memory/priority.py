@@ -8,9 +8,11 @@ small floor, for continuity), then the turns relevant to the query by relevance 
 first. A budget takes the longest prefix of this order that fits; because the order does not
 depend on the budget, a larger budget's prefix holds everything a smaller one's did.
 
-Relevance is reciprocal rank fusion (k = 60) of the dense ranking, the bm25 ranking and a
-recency ranking (newest first) at half weight: recency breaks near-ties towards what was said
-lately without outranking a turn both searches agree on.
+Relevance is reciprocal rank fusion (k = 60) of the dense ranking, the bm25 ranking, the
+later statements about the subject of the best hits (`later_statements`: a change of mind or an
+update often shares little with the question but much with the old fact), and a recency ranking
+(newest first) at half weight: recency breaks near-ties towards what was said lately without
+outranking a turn both searches agree on.
 
     >>> relevance_order(dense=[3, 9], lexical=[9], last_seq=10)
     [9, 3]
@@ -20,15 +22,19 @@ lately without outranking a turn both searches agree on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 RRF_K = 60.0
 RECENCY_WEIGHT = 0.5
 
 
 def relevance_order(dense: Sequence[int], lexical: Sequence[int], last_seq: int,
-                    k: float = RRF_K, recency_weight: float = RECENCY_WEIGHT) -> list[int]:
+                    k: float = RRF_K, recency_weight: float = RECENCY_WEIGHT,
+                    later: Sequence[int] = ()) -> list[int]:
     """Turn seqs found by either search, best fused score first (ties: older first).
+
+    `later` is a third ranking at the same weight: turns that may supersede the best hits
+    (`later_statements`), so an update to a relevant fact competes with the fact itself.
 
     The recency ranking counts from `last_seq` (rank 1) backwards; it only reorders turns
     that a search found, it adds none.
@@ -37,7 +43,7 @@ def relevance_order(dense: Sequence[int], lexical: Sequence[int], last_seq: int,
         [1, 2]
     """
     scores: dict[int, float] = {}
-    for ranking in (dense, lexical):
+    for ranking in (dense, lexical, later):
         seen: set[int] = set()
         for rank, seq in enumerate(ranking, start=1):
             if seq in seen:
@@ -47,6 +53,28 @@ def relevance_order(dense: Sequence[int], lexical: Sequence[int], last_seq: int,
     for seq in scores:
         scores[seq] += recency_weight / (k + last_seq - seq + 1)
     return sorted(scores, key=lambda seq: (-scores[seq], seq))
+
+
+def later_statements(seeds: Sequence[int], candidates: Mapping[int, Sequence[int]],
+                     same_speaker: Callable[[int, int], bool], per_seed: int = 2) -> list[int]:
+    """The supersession ranking: for each seed (the best hits, best first), its first
+    `per_seed` candidates (later turns about the same subject, most similar first) said by
+    the seed's speaker; a change of mind is the same person speaking again. Nothing twice.
+
+        >>> later_statements([4, 9], {4: [20, 12, 30], 9: [12]}, lambda a, b: b != 30)
+        [20, 12]
+    """
+    order: list[int] = []
+    for seed in seeds:
+        taken = 0
+        for seq in candidates.get(seed, ()):
+            if taken == per_seed:
+                break
+            if same_speaker(seed, seq):
+                taken += 1
+                if seq not in order:
+                    order.append(seq)
+    return order
 
 
 def by_value_per_token(ranked: Sequence[int], cost: Callable[[int], int | None]) -> list[int]:

@@ -39,6 +39,13 @@ from contextd.store.records import SessionRow, TurnOrigin, TurnRow
 # updated) and the hits each of the two searches keeps from all of them together.
 OTHER_SESSIONS = 100
 OTHER_HITS = 50
+# A later turn may restate what a relevant turn said (a change of mind, an update): later turns
+# at least this similar to one of the `SUPERSEDE_SEEDS` best hits, the most similar first, are
+# offered as candidates. 0.5 is "about the same subject" for sentence embeddings, well above
+# what unrelated turns of one conversation reach.
+SUPERSEDE_SIMILARITY = 0.5
+SUPERSEDE_SEEDS = 5
+SUPERSEDE_CANDIDATES = 8  # per seed, before the speaker check
 # The first stand-in key of another session's turn: below the summary's place (-1) in the
 # priority order of contextd.memory.conversation, and below every turn seq.
 FIRST_OTHER_KEY = -2
@@ -167,6 +174,31 @@ class TurnRecaller:
             dense, lexical = _merged(dense, others.dense), _merged(lexical, others.lexical)
         return ([seq for seq, _ in dense[: self.depth]],
                 [seq for seq, _ in lexical[: self.depth]])
+
+    def later_turns(self, namespace: str, sessions: SessionStore, session_id: str,
+                    seeds: list[int], max_seq: int, generation: float = 0.0,
+                    ) -> dict[int, list[int]]:
+        """For each seed turn, the later turns up to `max_seq` about the same subject (cosine
+        to the seed's vector from `SUPERSEDE_SIMILARITY` on), most similar first, at most
+        `SUPERSEDE_CANDIDATES`: where a change of mind or an update to what the seed said
+        would be. Seeds without a vector (or of another session) get none.
+
+        The question asks about the old statement's subject ("what class is Pavel taking?"
+        finds "I'm taking a pottery class"), while the turn that answers it now may share
+        little with the question ("I quit pottery and switched to salsa"); it shares the
+        subject with the old statement, so a second search seeded by the hit finds it."""
+        entry = self.cache.get((namespace, session_id, generation), sessions)
+        upto = int(np.searchsorted(entry.seqs, max_seq, side="right"))
+        found: dict[int, list[int]] = {}
+        for seed in seeds:
+            at = int(np.searchsorted(entry.seqs[:upto], seed))
+            if seed <= 0 or at >= upto or int(entry.seqs[at]) != seed:
+                continue
+            sims = entry.vectors[at + 1:upto] @ entry.vectors[at]
+            keep = np.flatnonzero(sims >= SUPERSEDE_SIMILARITY)
+            best = keep[np.argsort(-sims[keep], kind="stable")][:SUPERSEDE_CANDIDATES]
+            found[seed] = [int(entry.seqs[at + 1 + i]) for i in best]
+        return found
 
     def other_sessions(self, namespace: str, sessions: SessionStore, scope: UserScope,
                        query: str, query_vector: np.ndarray | None) -> OtherSessionHits:

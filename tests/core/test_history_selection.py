@@ -141,3 +141,26 @@ def test_a_larger_budget_keeps_every_turn_a_smaller_one_kept(shared_engine, hist
         kept.append(set(r.history_turn_ids) | set(r.recalled_turn_ids))
     for smaller, larger in itertools.pairwise(kept):
         assert smaller <= larger
+
+
+def test_a_later_change_of_mind_comes_with_the_fact_it_updates(
+        make_engine: Callable[..., Engine]) -> None:
+    # The memory is switched in place between two calls on one state: no cached answer.
+    engine = make_engine(cache_enabled=False)
+    fact = turn(0, "I signed up for a pottery class at the community centre on Tuesdays.",
+                "fact")
+    update = turn(200, "Update on pottery at the community centre on Tuesdays: I quit, "
+                       "and I go to salsa now.", "update")
+    other = turn(202, "Pottery at the community centre on Tuesdays: the teacher is great.",
+                 "other")
+    engine.append_messages("s", [fact, *filler(199, start=1), update, *filler(1, start=201),
+                                 {**other, "role": "assistant"}, *filler(200, start=203)])
+    query = "Which class did I sign up for?"
+    engine.memory.supersede = False
+    alone = history_budget(engine, query, 300, session_id="s")
+    assert "fact" in alone.recalled_turn_ids and "update" not in alone.recalled_turn_ids
+    engine.memory.supersede = True
+    with_update = history_budget(engine, query, 300, session_id="s")
+    assert {"fact", "update"} <= set(with_update.recalled_turn_ids)
+    # Said by the other speaker, it is not a change of the user's mind.
+    assert "other" not in with_update.recalled_turn_ids
