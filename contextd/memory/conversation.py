@@ -39,7 +39,13 @@ from contextd.memory.priority import (
     priority_seqs,
     relevance_order,
 )
-from contextd.memory.recall import SUPERSEDE_SEEDS, OtherSessionHits, TurnRecaller, UserScope
+from contextd.memory.recall import (
+    SUPERSEDE_SEEDS,
+    OtherSessionHits,
+    SessionTurns,
+    TurnRecaller,
+    UserScope,
+)
 from contextd.memory.summariser import select_lines
 from contextd.memory.window import orphan_tool_results, plan_eviction, tool_groups
 from contextd.models import Dropped
@@ -275,13 +281,23 @@ class _Selection:
             dense, lexical = recaller.rankings(state.namespace or "", state.sessions,
                                                state.session_id, query, query_vector,
                                                last_seq, state.generation, self.others)
-            later = self._later(dense, lexical, last_seq)
+            known = recaller.known_turns(state.namespace or "", state.sessions,
+                                         state.session_id, state.generation)
+            later = self._later(dense, lexical, last_seq, known)
             ranked = [s for s in relevance_order(dense, lexical, last_seq, later=later)
                       if s not in self.skip]
-            # Relevance per token: every ranked turn's cost is needed, so its row is read now.
-            self._fetch(ranked)
-            ranked = by_value_per_token(
-                ranked, lambda s: self.rows[s].tokens if s in self.rows else None)
+            # Relevance per token needs every ranked turn's cost: the cached one of each turn
+            # with a vector (stored costs hold for the request's encoding), else its row's.
+            self._fetch([s for s in ranked if self.recount or known.position(s) is None])
+
+            def cost(seq: int) -> int | None:
+                row = self.rows.get(seq)
+                if row is not None:
+                    return row.tokens
+                at = known.position(seq)
+                return None if at is None else int(known.turns.tokens[at])
+
+            ranked = by_value_per_token(ranked, cost)
             asks = self._asks(ranked) if self.memory.neighbours else None
             hits = priority_seqs(ranked, last_seq, exclude=floor | self.skip, asks=asks)
         placed = set(floor) | self.skip
@@ -342,10 +358,12 @@ class _Selection:
             Dropped(kind="turn", id=t.id, reason="history_share", tokens=c)
             for t, c in zip(turns, self.costs, strict=True) if t.seq not in kept)
 
-    def _later(self, dense: list[int], lexical: list[int], last_seq: int) -> list[int]:
+    def _later(self, dense: list[int], lexical: list[int], last_seq: int,
+               known: SessionTurns) -> list[int]:
         """The turns that may supersede the best hits (`priority.later_statements`): seeds are
         the best hits by relevance alone (recency would seed from what was said last), the
-        candidates later turns of this session about the same subject."""
+        candidates later turns of this session about the same subject, said by the seed's
+        speaker (both have vectors, so the cache tells who spoke)."""
         state, recaller = self.state, self.memory.recaller
         if not self.memory.supersede or state.sessions is None or state.session_id is None:
             return []
@@ -353,12 +371,11 @@ class _Selection:
                  if s > 0 and s not in self.skip][:SUPERSEDE_SEEDS]
         candidates = recaller.later_turns(state.namespace or "", state.sessions,
                                           state.session_id, seeds, last_seq, state.generation)
-        self._fetch(seeds + [s for found in candidates.values() for s in found])
 
         def same_speaker(seed: int, seq: int) -> bool:
-            a, b = self.rows.get(seed), self.rows.get(seq)
+            a, b = known.position(seed), known.position(seq)
             return (a is not None and b is not None and seq not in self.skip
-                    and (a.role, a.name) == (b.role, b.name))
+                    and known.turns.speakers[a] == known.turns.speakers[b])
 
         return later_statements(seeds, candidates, same_speaker)
 

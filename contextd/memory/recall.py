@@ -27,13 +27,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from contextd.retrieval.fusion import fuse_rrf
 from contextd.retrieval.lexical import fts_query
 from contextd.store.protocols import SessionStore
-from contextd.store.records import SessionRow, TurnOrigin, TurnRow
+from contextd.store.records import SessionRow, TurnOrigin, TurnRow, TurnVectors
 
 # Bounds of recall across a user's sessions: the sessions searched (the most recently
 # updated) and the hits each of the two searches keeps from all of them together.
@@ -52,10 +53,35 @@ FIRST_OTHER_KEY = -2
 
 
 @dataclass
-class _SessionVectors:
-    seqs: np.ndarray
-    vectors: np.ndarray
+class SessionTurns:
+    turns: TurnVectors
     through: int = 0  # every turn up to this seq has been read
+
+    @property
+    def seqs(self) -> np.ndarray:
+        return self.turns.seqs
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.turns.vectors
+
+    @cached_property
+    def _positions(self) -> dict[int, int]:
+        return {int(seq): at for at, seq in enumerate(self.turns.seqs.tolist())}
+
+    def position(self, seq: int) -> int | None:
+        """Where turn `seq` is in the arrays; None when it has no vector (or is not there)."""
+        return self._positions.get(seq)
+
+    def extended(self, more: TurnVectors, through: int) -> SessionTurns:
+        if not len(more.seqs):
+            return SessionTurns(self.turns, max(self.through, through))
+        if not len(self.turns.seqs):
+            return SessionTurns(more, through)
+        old = self.turns
+        return SessionTurns(TurnVectors(
+            np.concatenate([old.seqs, more.seqs]), np.vstack([old.vectors, more.vectors]),
+            np.concatenate([old.tokens, more.tokens]), old.speakers + more.speakers), through)
 
 
 @dataclass(frozen=True)
@@ -100,12 +126,12 @@ class TurnVectorCache:
     """LRU of per-session turn vectors, extended with turns appended since last use."""
 
     capacity: int = 256
-    _entries: OrderedDict[tuple[str, str, float], _SessionVectors] = field(
+    _entries: OrderedDict[tuple[str, str, float], SessionTurns] = field(
         default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: tuple[str, str, float], sessions: SessionStore,
-            known: int | None = None) -> _SessionVectors:
+            known: int | None = None) -> SessionTurns:
         """The session's turn vectors; with `known` (a turn count the caller read), no read
         at all when the entry already holds that many turns."""
         with self._lock:
@@ -115,15 +141,10 @@ class TurnVectorCache:
         if entry is not None and known is not None and entry.through >= known:
             return entry
         last = int(entry.seqs[-1]) if entry is not None and len(entry.seqs) else 0
-        seqs, vectors = sessions.turn_vectors(key[1], after_seq=last)
-        through = max(known or 0, int(seqs[-1]) if len(seqs) else last)
-        if entry is None:
-            entry = _SessionVectors(seqs, vectors, through)
-        elif len(seqs):
-            stacked = vectors if not len(entry.seqs) else np.vstack([entry.vectors, vectors])
-            entry = _SessionVectors(np.concatenate([entry.seqs, seqs]), stacked, through)
-        else:
-            entry = _SessionVectors(entry.seqs, entry.vectors, max(entry.through, through))
+        more = sessions.turn_vectors(key[1], after_seq=last)
+        through = max(known or 0, int(more.seqs[-1]) if len(more.seqs) else last)
+        entry = (SessionTurns(more, through) if entry is None
+                 else entry.extended(more, through))
         with self._lock:
             self._entries[key] = entry
             self._entries.move_to_end(key)
@@ -174,6 +195,12 @@ class TurnRecaller:
             dense, lexical = _merged(dense, others.dense), _merged(lexical, others.lexical)
         return ([seq for seq, _ in dense[: self.depth]],
                 [seq for seq, _ in lexical[: self.depth]])
+
+    def known_turns(self, namespace: str, sessions: SessionStore, session_id: str,
+                    generation: float = 0.0) -> SessionTurns:
+        """The session's cached embedded turns (seqs, vectors, costs, speakers), read up to
+        date: what prices and tells apart ranked turns without reading their rows."""
+        return self.cache.get((namespace, session_id, generation), sessions)
 
     def later_turns(self, namespace: str, sessions: SessionStore, session_id: str,
                     seeds: list[int], max_seq: int, generation: float = 0.0,
@@ -243,7 +270,7 @@ class TurnRecaller:
         return fuse_rrf(rankings, k=self.rrf_k) if rankings else []
 
 
-def _similar(entry: _SessionVectors, max_seq: int, query_vector: np.ndarray,
+def _similar(entry: SessionTurns, max_seq: int, query_vector: np.ndarray,
              min_similarity: float) -> list[tuple[int, float]]:
     """(seq, cosine) of the entry's turns up to `max_seq` from `min_similarity` on, best
     first (ties: older first)."""

@@ -27,6 +27,7 @@ from contextd.store.records import (
     DocumentWrite,
     SessionRow,
     TurnRow,
+    TurnVectors,
     TurnWrite,
     WriteResult,
 )
@@ -138,8 +139,9 @@ class SessionStore(Protocol):
 
     def turns_by_seq(self, session_id: str, seqs: Sequence[int]) -> dict[int, TurnRow]: ...
 
-    def turn_vectors(self, session_id: str,
-                     after_seq: int = 0) -> tuple[np.ndarray, np.ndarray]: ...
+    def turn_vectors(self, session_id: str, after_seq: int = 0) -> TurnVectors:
+        """The session's embedded turns after `after_seq`, with their costs and speakers."""
+        ...
 
     def lexical_turns(self, session_id: str, match: str, k: int,
                       max_seq: int) -> list[tuple[int, float]]: ...

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,36 @@ class TurnRow:
         if self.tool_call_id:
             out["tool_call_id"] = self.tool_call_id
         return out
+
+
+@dataclass(frozen=True)
+class TurnVectors:
+    """The embedded turns of a session after some seq, oldest first: what recall keeps in
+    memory per session (turns never change once appended), so a query ranks and prices them
+    without reading their rows. `speakers` are "role\\x00name" (name empty when unset)."""
+
+    seqs: np.ndarray  # int64
+    vectors: np.ndarray  # (n, dim) float32; (0, 0) when n = 0
+    tokens: np.ndarray  # int64: each turn's stored message cost
+    speakers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[int, np.ndarray, int, str, str | None]]) -> TurnVectors:
+        """From (seq, vector, tokens, role, name) rows, oldest first."""
+        n = len(rows)
+        return cls(np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
+                   np.vstack([r[1] for r in rows]) if rows else np.zeros((0, 0), np.float32),
+                   np.fromiter((r[2] for r in rows), dtype=np.int64, count=n),
+                   tuple(speaker(r[3], r[4]) for r in rows))
+
+
+def speaker(role: str, name: str | None) -> str:
+    """Who said a turn, as `TurnVectors.speakers` spells it.
+
+        >>> speaker("user", "Ana"), speaker("assistant", None)
+        ('user\\x00Ana', 'assistant\\x00')
+    """
+    return f"{role}\x00{name or ''}"
 
 
 @dataclass(frozen=True)

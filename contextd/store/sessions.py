@@ -11,11 +11,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from contextd.errors import Conflict
 from contextd.store.idempotency import IdempotencyKey, check_unused, store_response
-from contextd.store.records import SessionRow, TurnRow, TurnWrite
+from contextd.store.records import SessionRow, TurnRow, TurnVectors, TurnWrite
 from contextd.store.sqlite_store import SqliteStore, blob_vector, vector_blob
 
 __all__ = ["SessionRow", "SqliteSessionStore", "TurnRow", "TurnWrite", "check_user"]
@@ -175,17 +173,14 @@ class SqliteSessionStore:
             (session_id, *seqs),
         )}
 
-    def turn_vectors(self, session_id: str, after_seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(seqs, vectors) of the session's turns that have embeddings, after `after_seq`."""
+    def turn_vectors(self, session_id: str, after_seq: int = 0) -> TurnVectors:
+        """The session's turns that have embeddings, after `after_seq`, oldest first."""
         rows = self.store.reader().execute(
-            "SELECT seq, embedding FROM turns WHERE session_id = ? AND seq > ? "
-            "AND embedding IS NOT NULL ORDER BY seq",
+            "SELECT seq, embedding, tokens, role, name FROM turns WHERE session_id = ? "
+            "AND seq > ? AND embedding IS NOT NULL ORDER BY seq",
             (session_id, after_seq),
         ).fetchall()
-        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return seqs, np.zeros((0, 0), np.float32)
-        return seqs, np.vstack([blob_vector(r[1]) for r in rows])
+        return TurnVectors.of([(r[0], blob_vector(r[1]), r[2], r[3], r[4]) for r in rows])
 
     def lexical_turns(
         self, session_id: str, match: str, k: int, max_seq: int

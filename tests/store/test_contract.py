@@ -253,8 +253,10 @@ def test_sessions(backend: Backend) -> None:
     assert sessions.session("nope") is None
     assert [t.id for t in sessions.turns("s1", after_seq=1)] == ["t2"]
     assert set(sessions.turns_by_seq("s1", [1, 2])) == {1, 2}
-    seqs, vectors = sessions.turn_vectors("s1")
-    assert seqs.tolist() == [1] and vectors.shape == (1, DIM)
+    embedded = sessions.turn_vectors("s1")
+    assert embedded.seqs.tolist() == [1] and embedded.vectors.shape == (1, DIM)
+    assert embedded.tokens.tolist() == [9] and embedded.speakers == ("user\x00",)
+    assert sessions.turn_vectors("s1", after_seq=1).seqs.tolist() == []
     assert [seq for seq, _ in sessions.lexical_turns("s1", fts_query("Rex"), 5, max_seq=1)] == [1]
     assert sessions.update_summary("s1", "- Rex", 1, 3, expected_through=0)
     assert not sessions.update_summary("s1", "- other", 2, 3, expected_through=0)

@@ -27,7 +27,7 @@ from contextd.store.postgres.database import Database
 from contextd.store.postgres.documents import as_vector
 from contextd.store.postgres.idempotency import check_unused, store_response
 from contextd.store.postgres.lexemes import LexemeCache, match_terms, tsquery_text
-from contextd.store.records import SessionRow, TurnRow, TurnWrite
+from contextd.store.records import SessionRow, TurnRow, TurnVectors, TurnWrite
 from contextd.store.sessions import check_user
 
 _TURN_COLUMNS = "seq, id, role, content, name, tool_calls, tool_call_id, ts, tokens"
@@ -178,16 +178,14 @@ class PostgresSessionStore:
                 f"SELECT {_TURN_COLUMNS} FROM {{s}}.turns WHERE session_id = %s "
                 "AND seq = ANY(%s)"), (session_id, [int(s) for s in seqs]))}
 
-    def turn_vectors(self, session_id: str, after_seq: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(seqs, vectors) of the session's turns that have embeddings, after `after_seq`."""
+    def turn_vectors(self, session_id: str, after_seq: int = 0) -> TurnVectors:
+        """The session's turns that have embeddings, after `after_seq`, oldest first."""
         with self.db.connection() as conn:
             rows = conn.execute(self._q(
-                "SELECT seq, embedding FROM {s}.turns WHERE session_id = %s AND seq > %s "
-                "AND embedding IS NOT NULL ORDER BY seq"), (session_id, after_seq)).fetchall()
-        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return seqs, np.zeros((0, 0), np.float32)
-        return seqs, np.vstack([as_vector(r[1]) for r in rows])
+                "SELECT seq, embedding, tokens, role, name FROM {s}.turns WHERE session_id = %s "
+                "AND seq > %s AND embedding IS NOT NULL ORDER BY seq"),
+                (session_id, after_seq)).fetchall()
+        return TurnVectors.of([(r[0], as_vector(r[1]), r[2], r[3], r[4]) for r in rows])
 
     def lexical_turns(self, session_id: str, match: str, k: int,
                       max_seq: int) -> list[tuple[int, float]]:
