@@ -34,7 +34,9 @@ from contextd.assembler import (
     newest_groups,
 )
 from contextd.memory.priority import (
+    best_seqs,
     by_value_per_token,
+    fused_scores,
     later_statements,
     priority_seqs,
     relevance_order,
@@ -367,8 +369,8 @@ class _Selection:
         state, recaller = self.state, self.memory.recaller
         if not self.memory.supersede or state.sessions is None or state.session_id is None:
             return []
-        seeds = [s for s in relevance_order(dense, lexical, last_seq, recency_weight=0.0)
-                 if s > 0 and s not in self.skip][:SUPERSEDE_SEEDS]
+        seeds = best_seqs(fused_scores((dense, lexical)), SUPERSEDE_SEEDS,
+                          lambda s: s > 0 and s not in self.skip)
         candidates = recaller.later_turns(state.namespace or "", state.sessions,
                                           state.session_id, seeds, last_seq, state.generation)
 

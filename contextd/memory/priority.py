@@ -22,7 +22,10 @@ outranking a turn both searches agree on.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
 
 RRF_K = 60.0
 RECENCY_WEIGHT = 0.5
@@ -42,17 +45,39 @@ def relevance_order(dense: Sequence[int], lexical: Sequence[int], last_seq: int,
         >>> relevance_order([1, 2], [], last_seq=2)  # rank 1 beats a newer rank 2
         [1, 2]
     """
+    scores = fused_scores((dense, lexical, later), k)
+    for seq in scores:
+        scores[seq] += recency_weight / (k + last_seq - seq + 1)
+    return sorted(scores, key=lambda seq: (-scores[seq], seq))
+
+
+def fused_scores(rankings: Iterable[Sequence[int]], k: float = RRF_K) -> dict[int, float]:
+    """Reciprocal rank fusion: each seq's sum of 1 / (k + rank) over the rankings it is in
+    (its first place in each).
+
+        >>> fused_scores([[3, 9], [9]], k=1)
+        {3: 0.5, 9: 0.8333333333333333}
+    """
     scores: dict[int, float] = {}
-    for ranking in (dense, lexical, later):
+    for ranking in rankings:
         seen: set[int] = set()
         for rank, seq in enumerate(ranking, start=1):
             if seq in seen:
                 continue
             seen.add(seq)
             scores[seq] = scores.get(seq, 0.0) + 1.0 / (k + rank)
-    for seq in scores:
-        scores[seq] += recency_weight / (k + last_seq - seq + 1)
-    return sorted(scores, key=lambda seq: (-scores[seq], seq))
+    return scores
+
+
+def best_seqs(scores: dict[int, float], n: int, allowed: Callable[[int], bool]) -> list[int]:
+    """The `n` allowed seqs of highest score, best first (ties: older first), without
+    sorting them all.
+
+        >>> best_seqs({3: 0.5, 9: 0.8, 4: 0.5}, 2, lambda seq: seq != 9)
+        [3, 4]
+    """
+    return heapq.nsmallest(n, (seq for seq in scores if allowed(seq)),
+                           key=lambda seq: (-scores[seq], seq))
 
 
 def later_statements(seeds: Sequence[int], candidates: Mapping[int, Sequence[int]],
@@ -88,14 +113,12 @@ def by_value_per_token(ranked: Sequence[int], cost: Callable[[int], int | None])
         >>> by_value_per_token([7, 8, 9], {7: 400, 8: 60, 9: 70}.get)  # 400, 120, 210
         [8, 9, 7]
     """
-    position = {seq: n for n, seq in enumerate(ranked, start=1)}
-
-    def key(seq: int) -> tuple[float, int]:
-        tokens = cost(seq)
-        return (float("inf") if tokens is None else position[seq] * max(tokens, 1),
-                position[seq])
-
-    return sorted(position, key=key)
+    unique = list(dict.fromkeys(ranked))
+    position = np.arange(1, len(unique) + 1, dtype=np.float64)
+    costs = np.array([np.inf if (c := cost(seq)) is None else max(c, 1) for seq in unique],
+                     dtype=np.float64)
+    order = np.lexsort((position, position * costs))  # by r x cost, then by r
+    return [unique[i] for i in order.tolist()]
 
 
 def priority_seqs(hits: Iterable[int], last_seq: int, exclude: Collection[int] = (),
