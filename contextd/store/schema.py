@@ -8,7 +8,7 @@ released, like the PostgreSQL steps) bring a namespace from there to `SCHEMA_VER
 is opened, so a namespace written by an older release opens and gains what it lacks.
 
     >>> [version for version, _ in MIGRATIONS]
-    [2]
+    [2, 3]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from contextd.store.files import private_file
 from contextd.store.idempotency import SCHEMA as IDEMPOTENCY_SCHEMA
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # FTS5 with the porter stemmer over unicode61, so "running" matches "run"; diacritics folded.
 FTS5_TOKENIZE = "porter unicode61 remove_diacritics 2"
@@ -143,6 +143,9 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     # sessions of one user.
     (2, ("ALTER TABLE sessions ADD COLUMN user_id TEXT",
          "CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, updated_at)")),
+    # A session's turn count and token sum (read by every assemble) from an index alone,
+    # instead of reading every turn's row: 4.4 ms -> 0.3 ms at 2,155 turns.
+    (3, ("CREATE INDEX IF NOT EXISTS turns_costs ON turns(session_id, tokens)",)),
 ]
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 

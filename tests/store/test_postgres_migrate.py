@@ -170,7 +170,11 @@ def test_a_namespace_before_user_ids_gains_them_on_open(
         with catalog.db.connection() as conn:
             version = conn.execute("SELECT schema_version FROM contextd.namespaces "
                                    "WHERE name = 'default'").fetchone()[0]
-        assert version == released[-1][0] == 3
+            indexes = {r[0] for r in conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'turns'",
+                (ns.schema,))}
+        assert version == released[-1][0] == 4
+        assert any("(session_id, tokens)" in d for d in indexes)
     finally:
         catalog.close()
 

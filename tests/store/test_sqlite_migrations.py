@@ -29,7 +29,7 @@ def test_a_version_1_namespace_gains_the_user_column_on_open(tmp_path: Path) -> 
 
     store = SqliteStore(path)
     try:
-        assert version(store) == SCHEMA_VERSION == 2
+        assert version(store) == SCHEMA_VERSION == 3
         sessions = SqliteSessionStore(store)
         row = sessions.session("s1")
         assert row is not None and row.turns == 1 and row.user_id is None
@@ -37,6 +37,10 @@ def test_a_version_1_namespace_gains_the_user_column_on_open(tmp_path: Path) -> 
                         user_id="ana")
         assert sessions.session("s1").user_id == "ana"  # type: ignore[union-attr]
         assert [r.id for r in sessions.user_sessions("ana", 5)] == ["s1"]
+        plan = store.reader().execute(
+            "EXPLAIN QUERY PLAN SELECT coalesce(sum(tokens), 0) FROM turns "
+            "WHERE session_id = 's1'").fetchall()
+        assert any("COVERING INDEX turns_costs" in str(step) for step in plan)
     finally:
         store.close()
     again = SqliteStore(path)  # a second open applies nothing twice

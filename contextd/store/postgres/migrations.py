@@ -134,6 +134,10 @@ CREATE INDEX ON {s}.idempotency (created_at);
 ALTER TABLE {s}.sessions ADD COLUMN user_id TEXT;
 CREATE INDEX ON {s}.sessions (user_id, updated_at);
 """),
+    # A session's turn count and token sum (read by every assemble) by an index-only scan.
+    (4, """
+CREATE INDEX ON {s}.turns (session_id, tokens);
+"""),
 ]
 
 
