@@ -120,7 +120,8 @@ class Engine:
                                 redundancy_floor=settings.redundancy_floor)
         self.memory = ConversationMemory(
             summariser or ExtractiveSummariser(), TurnRecaller(),
-            keep_fraction=settings.window_keep_fraction)
+            keep_fraction=settings.window_keep_fraction,
+            floor_tokens=settings.history_floor_tokens)
         self.ingestor = DocumentIngestor(settings, self.embedder, self.registry)
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
         # Per process: its keys hold sequences read from the shared store, so every process
@@ -159,7 +160,8 @@ class Engine:
                            redundancy_floor=settings.redundancy_floor)
         memory = ConversationMemory(
             self.memory.summariser, self.memory.recaller,
-            keep_fraction=settings.window_keep_fraction)
+            keep_fraction=settings.window_keep_fraction,
+            floor_tokens=settings.history_floor_tokens)
         cache = AssemblyCache(self.cache.core, name, profile_digest(settings),
                               enabled=settings.cache_enabled)
         return AssemblePipeline(settings, self.registry, retriever, ranker, memory,

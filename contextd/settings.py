@@ -70,6 +70,7 @@ class ProfileSpec(BaseModel):
     redundancy_floor: float | None = None
     duplicate_threshold: float | None = None
     history_share: float | None = None
+    history_floor_tokens: int | None = None
     min_partial_tokens: int | None = None
     cache_enabled: bool | None = None
 
@@ -147,6 +148,11 @@ class Settings(BaseSettings):
                                        "already chosen.")
     history_share: float = Field(0.4, ge=0, le=1, description="Default largest share of the "
                                  "budget (after system and query) that history may take.")
+    history_floor_tokens: int = Field(256, ge=0, le=100_000, description="Once a history "
+                                      "overflows its budget, the newest turns of the last "
+                                      "exchange that fit this many tokens stay whatever the "
+                                      "query (continuity); an older or longer turn of it "
+                                      "competes for the budget by relevance like any other.")
     session_window_tokens: int = Field(2_000, ge=16, le=1_000_000, description="Compaction "
                                        "target of every session: once its unsummarised turns "
                                        "pass this many tokens, an append folds the oldest into "
@@ -264,7 +270,7 @@ class Settings(BaseSettings):
         "NAME] tables of the config file (or a JSON object): weight, and any of "
         "retrieval_depth, fusion, rrf_k, dense_weight, lexical_weight, title_weight, "
         "common_term_share, mmr_lambda, redundancy_floor, duplicate_threshold, history_share, "
-        "min_partial_tokens, cache_enabled. A request names one "
+        "history_floor_tokens, min_partial_tokens, cache_enabled. A request names one "
         "(`profile`) or is split by weight on its session id; 'default' is the base settings, "
         "with the weight left over to 100 unless listed. Reloaded on SIGHUP or when the "
         "config file changes.")

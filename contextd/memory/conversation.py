@@ -169,6 +169,8 @@ class ConversationMemory:
     neighbours: bool = False  # a relevant question brings the turn after it (measured: no gain)
     # Later turns about the subject of the best hits compete too (changes of mind, updates).
     supersede: bool = True
+    # The floor: the newest turns of the last exchange that fit this many tokens together.
+    floor_tokens: int = 256
     # Called after a compaction is stored: (state, folded turns, new summary, previous
     # summary, summary budget). The LLM summary refiner hooks in here, off the request path.
     on_evict: Callable[[HistoryState, list[TurnRow], str, str | None, int], None] | None = None
@@ -271,6 +273,14 @@ class _Selection:
             floor_start -= 1
         while floor_start > 0 and groups[floor_start - 1] == groups[floor_start]:
             floor_start -= 1
+        # A small floor: its newest turns that fit `floor_tokens` (whole tool groups); a
+        # long reply competes by relevance instead of taking a small budget whatever the
+        # query. The cap is a setting, not the request's budget, so the order stays the same
+        # at every budget.
+        while floor_start < len(turns) and (
+                sum(self.costs[floor_start:]) > self.memory.floor_tokens
+                or (floor_start > 0 and groups[floor_start - 1] == groups[floor_start])):
+            floor_start += 1
         start = max(floor_start, newest_groups(self.costs, groups, budget))
         used = sum(self.costs[start:])
         complete = start == floor_start
@@ -365,7 +375,9 @@ class _Selection:
         """The turns that may supersede the best hits (`priority.later_statements`): seeds are
         the best hits by relevance alone (recency would seed from what was said last), the
         candidates later turns of this session about the same subject, said by the seed's
-        speaker (both have vectors, so the cache tells who spoke)."""
+        speaker, a person (role "user": what changes is what people say of themselves; an
+        assistant's later replies on a subject are more of the same, and measured, they only
+        take budget). Both have vectors, so the cache tells who spoke."""
         state, recaller = self.state, self.memory.recaller
         if not self.memory.supersede or state.sessions is None or state.session_id is None:
             return []
@@ -377,7 +389,8 @@ class _Selection:
         def same_speaker(seed: int, seq: int) -> bool:
             a, b = known.position(seed), known.position(seq)
             return (a is not None and b is not None and seq not in self.skip
-                    and known.turns.speakers[a] == known.turns.speakers[b])
+                    and known.turns.speakers[a] == known.turns.speakers[b]
+                    and known.turns.speakers[a].startswith("user\x00"))
 
         return later_statements(seeds, candidates, same_speaker)
 

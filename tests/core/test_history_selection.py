@@ -164,3 +164,25 @@ def test_a_later_change_of_mind_comes_with_the_fact_it_updates(
     assert {"fact", "update"} <= set(with_update.recalled_turn_ids)
     # Said by the other speaker, it is not a change of the user's mind.
     assert "other" not in with_update.recalled_turn_ids
+
+
+def test_a_long_last_reply_competes_instead_of_taking_a_small_budget(
+        make_engine: Callable[..., Engine]) -> None:
+    fact = turn(0, "My sister Beatriz adopted a greyhound named Pimenta.", "fact")
+    question = turn(400, "Tell me about the history of the harbour.", "ask")
+    reply = turn(401, "The harbour was dredged and widened many times. " * 40, "reply")
+    history = [fact, *filler(399, start=1), question, reply]
+    query = "What is the name of Beatriz's greyhound?"
+    small = make_engine()
+    small.append_messages("s", history)
+    r = history_budget(small, query, 300, session_id="s")
+    # The ~400-token reply is past the 256-token floor (which keeps an unbroken run of the
+    # newest turns, so nothing of this exchange): the old fact gets the budget.
+    assert reply["id"] not in r.history_turn_ids and "fact" in r.recalled_turn_ids
+    assert r.usage.total <= r.usage.budget
+    # With a floor that holds the whole exchange, it stays whatever the query.
+    wide = make_engine(small.settings.data_dir.parent / "wide",
+                       history_floor_tokens=1_000)
+    wide.append_messages("s", history)
+    r = history_budget(wide, query, 500, session_id="s")
+    assert r.history_turn_ids[-2:] == ["ask", "reply"]
