@@ -104,8 +104,11 @@ class ContextdChatMessageHistory(BaseChatMessageHistory):
         [HumanMessage(content='Hi', id='t_…')]
     """
 
-    def __init__(self, source: Any, session_id: str, *, namespace: str = "default") -> None:
-        self.session = StoredSession(source, session_id, namespace)
+    def __init__(self, source: Any, session_id: str, *, namespace: str = "default",
+                 user_id: str | None = None) -> None:
+        # user_id: the session's user, set by the first append (a different one is a 409),
+        # so that assembles with recall_scope "user" recall from this conversation too.
+        self.session = StoredSession(source, session_id, namespace, user_id)
 
     @property
     def session_id(self) -> str:

@@ -178,13 +178,19 @@ class ContextdChatMemory(BaseMemory):
     model: str | None = Field(default=None, description="Model whose window budgets `get()`.")
     recall: bool = Field(default=True, description="Let `get()` bring back relevant turns "
                          "that no longer fit the recent window.")
+    user_id: str | None = Field(default=None, description="The session's user, set by the "
+                                "first append (a different one is a 409).")
+    recall_scope: Literal["session", "user"] = Field(
+        default="session", description="With a user_id, 'user' lets `get()` recall from the "
+        "user's other sessions of the namespace too.")
     _session: StoredSession = PrivateAttr()
 
     def __init__(self, source: Any = None, /, **fields: Any) -> None:
         if source is None:
             raise TypeError("ContextdChatMemory needs a contextd Engine or Client first")
         super().__init__(**fields)
-        self._session = StoredSession(source, self.session_id, self.namespace)
+        self._session = StoredSession(source, self.session_id, self.namespace, self.user_id,
+                                      self.recall_scope)
 
     @classmethod
     def class_name(cls) -> str:

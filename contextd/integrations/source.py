@@ -78,10 +78,13 @@ def hit_metadata(hit: SearchHit) -> dict[str, Any]:
 class StoredSession:
     """One contextd session seen as a list of OpenAI message dicts."""
 
-    def __init__(self, source: Any, session_id: str, namespace: str = "default") -> None:
+    def __init__(self, source: Any, session_id: str, namespace: str = "default",
+                 user_id: str | None = None, recall_scope: str = "session") -> None:
         self.source = check_source(source)
         self.session_id = session_id
         self.namespace = namespace
+        self.user_id = user_id  # set on the session by the first append
+        self.recall_scope = recall_scope  # "user": recall from the user's other sessions too
 
     def read(self) -> list[dict[str, Any]]:
         """Every turn, oldest first (those folded into the summary too); [] if none."""
@@ -96,7 +99,7 @@ class StoredSession:
         checked = [parse(ChatMessage, m) for m in messages]
         for start in range(0, len(checked), MAX_MESSAGES):
             self.source.append_messages(self.session_id, checked[start:start + MAX_MESSAGES],
-                                        namespace=self.namespace)
+                                        namespace=self.namespace, user_id=self.user_id)
 
     def delete(self) -> None:
         """Delete the session; nothing to do if there is none."""
@@ -120,6 +123,8 @@ class StoredSession:
         request: dict[str, Any] = {"session_id": self.session_id, "namespace": self.namespace,
                                    "max_tokens": max_tokens, "model": model, "top_k": 0,
                                    "recall": recall}
+        if self.user_id is not None:
+            request |= {"user_id": self.user_id, "recall_scope": self.recall_scope}
         try:
             if not query:
                 try:

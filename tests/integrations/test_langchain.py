@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
-from contextd import AsyncClient, InvalidRequest, SessionNotFound
+from contextd import AsyncClient, Conflict, InvalidRequest, SessionNotFound
 from contextd.integrations.langchain import (
     ContextdChatMessageHistory,
     ContextdRetriever,
@@ -161,3 +161,17 @@ def test_a_missing_framework_names_the_extra(module: str, framework: str, extra:
                   f"import contextd.integrations.{module}")
     assert run.returncode != 0
     assert f"pip install 'contextd[{extra}]'" in run.stderr
+
+
+def test_history_with_a_user_id_sets_the_sessions_user(source) -> None:
+    history = ContextdChatMessageHistory(source, "trip-1", user_id="ana")
+    history.add_messages([HumanMessage(content="My passport number ends in 4471.")])
+    assert source.get_session("trip-1").user_id == "ana"
+    # Another session of the same user recalls it.
+    r = source.assemble(session_id="trip-2", user_id="ana", recall_scope="user",
+                        query="What does my passport number end in?", max_tokens=600, top_k=0,
+                        messages=[{"role": "user", "content": "Hello again."}])
+    assert any("4471" in (m.content or "") for m in r.messages)
+    with pytest.raises(Conflict, match="ana"):  # a session's user is set once
+        ContextdChatMessageHistory(source, "trip-1", user_id="bo").add_messages(
+            [HumanMessage(content="hi")])

@@ -129,3 +129,20 @@ def test_text_and_tool_calls_in_one_assistant_message(source) -> None:
     read = memory.get_all()[0]
     assert read.content == "Let me check."
     assert read.blocks[1].tool_kwargs == "not json"
+
+
+def test_a_users_memory_recalls_from_the_users_other_session(source) -> None:
+    first = ContextdChatMemory(source, session_id="trip-1", user_id="ana")
+    first.put_messages([ChatMessage(role="user", content="My passport number ends in 4471."),
+                        ChatMessage(role="assistant", content="Noted.")])
+    ContextdChatMemory(source, session_id="other", user_id="bo").put(
+        ChatMessage(role="user", content="My passport number ends in 9090."))
+    second = ContextdChatMemory(source, session_id="trip-2", user_id="ana",
+                                recall_scope="user", token_limit=600)
+    second.put(ChatMessage(role="user", content="Hello again."))
+    text = " ".join(str(m.content) for m in second.get("What does my passport number end in?"))
+    assert "4471" in text and "9090" not in text
+    # Without the user scope, only this session's own turns come back.
+    alone = ContextdChatMemory(source, session_id="trip-2", user_id="ana", token_limit=600)
+    assert "4471" not in " ".join(str(m.content) for m in alone.get("passport number?"))
+    assert source.get_session("trip-1").user_id == "ana"
