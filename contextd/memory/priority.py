@@ -1,12 +1,13 @@
 """One priority order over a session's turns for a query, the same at every budget.
 
-Once history overflows its budget, every turn competes for it: the last exchange first (a
-small floor, for continuity), then the turns relevant to the query by relevance per token
-(`by_value_per_token`: rank x tokens, ascending), a question followed by the turn after it
-(which is likely to answer it), then the running summary
-(only the lines that the turns before it do not already hold), then every other turn, newest
-first. A budget takes the longest prefix of this order that fits; because the order does not
-depend on the budget, a larger budget's prefix holds everything a smaller one's did.
+Once history overflows its budget, every turn competes for it: the newest turns of the last
+exchange that fit `history_floor_tokens` first (a small floor, for continuity), then the turns
+relevant to the query by relevance per token (`by_value_per_token`: rank x tokens, ascending),
+with neighbours on, a question followed by the turn after it (which is likely to answer it),
+then the running summary (only the lines that the turns before it do not already hold), then
+every other turn, newest first. A budget takes the longest prefix of this order that fits;
+because the order does not depend on the budget, a larger budget's prefix holds everything a
+smaller one's did.
 
 Relevance is reciprocal rank fusion (k = 60) of the dense ranking, the bm25 ranking, the
 later statements about the subject of the best hits (`later_statements`: a change of mind or an
