@@ -139,7 +139,11 @@ class SessionService:
             rows = ns.sessions.append(session_id, writes, idempotency, user_id=user_id)
         except Replayed as replay:
             return self._appended(namespace, session_id, replay.response)
-        self.compact(namespace, session_id)
+        state = self.state(namespace, session_id)
+        self.memory.recaller.cache.appended((namespace, session_id, state.generation), rows,
+                                            [w.embedding for w in writes])
+        self.memory.compact(state, self.settings.session_window_tokens,
+                            self.settings.summary_max_tokens, self.counter)
         return self._appended(namespace, session_id, {"turn_ids": [r.id for r in rows],
                                                       "turns": rows[-1].seq})
 

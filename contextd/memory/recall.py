@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -151,6 +152,28 @@ class TurnVectorCache:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
         return entry
+
+    def appended(self, key: tuple[str, str, float], rows: Sequence[TurnRow],
+                 vectors: Sequence[np.ndarray | None]) -> None:
+        """Turns this process just appended (rows as stored, and their vectors): added to the
+        session's entry when they are the very next turns it lacks (or the session's first),
+        so the first assemble after an append reads nothing. Otherwise nothing is done, and
+        the next read catches up from the store as usual."""
+        if not rows:
+            return
+        embedded = TurnVectors.of([
+            (row.seq, np.asarray(vector, dtype=np.float32), row.tokens, row.role, row.name)
+            for row, vector in zip(rows, vectors, strict=True) if vector is not None])
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None and rows[0].seq == 1:
+                entry = SessionTurns(TurnVectors.of([]), 0)
+            if entry is None or entry.through != rows[0].seq - 1:
+                return
+            self._entries[key] = entry.extended(embedded, rows[-1].seq)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
 
     def forget(self, namespace: str, session_id: str) -> None:
         """Drop a deleted session's vectors (memory only: keys already tell sessions apart)."""

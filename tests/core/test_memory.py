@@ -142,3 +142,41 @@ def test_summary_keeps_informative_sentences() -> None:
                "Rui: nice"], 30, counter)
     assert "Porto" in summary and "haha" not in summary
     assert counter.count(summary) <= 30
+
+
+def test_appends_keep_the_turn_vector_cache_as_the_store_would(make_engine) -> None:
+    engine = make_engine()
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"Turn {i} about otters.",
+              **({"name": "Ana"} if i % 2 == 0 else {})} for i in range(30)]
+    for start in range(0, 30, 7):
+        engine.append_messages("s", turns[start:start + 7])
+    engine.append_messages("s", [{"role": "user", "content": "And the last one."}])
+    ns = engine.registry.get("default")
+    generation = ns.sessions.session("s").created_at  # type: ignore[union-attr]
+    key = ("default", "s", generation)
+    cache = engine.memory.recaller.cache
+    reads = []
+    original = ns.sessions.turn_vectors
+    ns.sessions.turn_vectors = lambda *a, **k: reads.append(a) or original(*a, **k)
+    try:
+        held = cache.get(key, ns.sessions, known=31)
+        assert reads == []  # the appends filled it: the first assemble reads nothing
+    finally:
+        ns.sessions.turn_vectors = original
+    stored = original("s")
+    assert held.seqs.tolist() == stored.seqs.tolist() == list(range(1, 32))
+    assert (held.vectors == stored.vectors).all()
+    assert held.turns.tokens.tolist() == stored.tokens.tolist()
+    assert held.turns.speakers == stored.speakers and stored.speakers[0] == "user\x00Ana"
+
+
+def test_a_turn_appended_elsewhere_is_read_not_skipped(make_engine, tmp_path) -> None:
+    one = make_engine(tmp_path / "shared")
+    other = make_engine(tmp_path / "shared")  # another process on the same store
+    one.append_messages("s", [{"role": "user", "content": "First."}])
+    other.append_messages("s", [{"role": "user", "content": "Second, from elsewhere."}])
+    one.append_messages("s", [{"role": "user", "content": "Third."}])
+    ns = one.registry.get("default")
+    key = ("default", "s", ns.sessions.session("s").created_at)  # type: ignore[union-attr]
+    held = one.memory.recaller.cache.get(key, ns.sessions)
+    assert held.seqs.tolist() == [1, 2, 3]
