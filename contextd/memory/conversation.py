@@ -383,8 +383,7 @@ class _Selection:
             return []
         seeds = best_seqs(fused_scores((dense, lexical)), SUPERSEDE_SEEDS,
                           lambda s: s > 0 and s not in self.skip)
-        candidates = recaller.later_turns(state.namespace or "", state.sessions,
-                                          state.session_id, seeds, last_seq, state.generation)
+        candidates = recaller.later_turns(known, seeds, last_seq)
 
         def same_speaker(seed: int, seq: int) -> bool:
             a, b = known.position(seed), known.position(seq)

@@ -225,9 +225,8 @@ class TurnRecaller:
         date: what prices and tells apart ranked turns without reading their rows."""
         return self.cache.get((namespace, session_id, generation), sessions)
 
-    def later_turns(self, namespace: str, sessions: SessionStore, session_id: str,
-                    seeds: list[int], max_seq: int, generation: float = 0.0,
-                    ) -> dict[int, list[int]]:
+    @staticmethod
+    def later_turns(entry: SessionTurns, seeds: list[int], max_seq: int) -> dict[int, list[int]]:
         """For each seed turn, the later turns up to `max_seq` about the same subject (cosine
         to the seed's vector from `SUPERSEDE_SIMILARITY` on), most similar first, at most
         `SUPERSEDE_CANDIDATES`: where a change of mind or an update to what the seed said
@@ -237,7 +236,6 @@ class TurnRecaller:
         finds "I'm taking a pottery class"), while the turn that answers it now may share
         little with the question ("I quit pottery and switched to salsa"); it shares the
         subject with the old statement, so a second search seeded by the hit finds it."""
-        entry = self.cache.get((namespace, session_id, generation), sessions)
         upto = int(np.searchsorted(entry.seqs, max_seq, side="right"))
         found: dict[int, list[int]] = {}
         for seed in seeds:
