@@ -7,7 +7,8 @@ Starts `contextd serve` (real model) in a subprocess on a persistent data direct
 makes later runs fast), gives every client a session of `--turns` turns, then for each
 concurrency level runs closed-loop clients for `--duration` seconds: each client posts an
 assemble request (a SciFact query, its session, max_tokens 3000, top_k 8) as soon as the
-previous one returns. Latency is measured at the client, end to end. Load comes from raw
+previous one returns (semantic cache off unless `--cache`). Latency is measured at the
+client, end to end. Load comes from raw
 httpx requests in one asyncio loop, so the load generator costs as little CPU as possible
 on the shared cores. Server-side stage means and the mean micro-batch size come from
 /metrics deltas.
@@ -151,7 +152,8 @@ def server_side(before: dict[tuple[str, str], float],
 
 
 async def run_level(url: str, namespace: str, clients: int, queries: list[str],
-                    duration: float, warmup: float, max_tokens: int) -> dict[str, Any]:
+                    duration: float, warmup: float, max_tokens: int,
+                    cache: bool = False) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
@@ -166,7 +168,7 @@ async def run_level(url: str, namespace: str, clients: int, queries: list[str],
                 body = {"namespace": namespace, "query": queries[i % len(queries)],
                         "session_id": f"bench-{c}", "max_tokens": max_tokens, "top_k": 8,
                         "system": "Answer from the sources; cite them.",
-                        "query_type": "scifact"}
+                        "query_type": "scifact", "cache": cache}
                 i += 1
                 response = await http.post("/v1/assemble", json=body)
                 if now >= measuring_from:
@@ -198,6 +200,10 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=3000)
     parser.add_argument("--batch-wait-ms", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=8, help="server Engine threads")
+    parser.add_argument("--cache", action="store_true",
+                        help="let the semantic cache answer repeats (off by default: a "
+                             "client cycling through the queries would measure cache hits "
+                             "at one client and assembling at eight)")
     parser.add_argument("--out", type=Path, default=OUT / "bench_http.json")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -214,7 +220,7 @@ def main() -> None:
         for clients in levels:
             before = scrape(url)
             row = asyncio.run(run_level(url, args.namespace, clients, queries, args.duration,
-                                        args.warmup, args.max_tokens))
+                                        args.warmup, args.max_tokens, args.cache))
             row.update(server_side(before, scrape(url)))
             row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
             rows.append(row)
