@@ -4,9 +4,10 @@ Each request is validated and answered on its own, in order, so one bad item is 
 place and the others still run. Before the first item runs, the batch's queries go to the
 embedder as one list on the engine's embedding thread, and while that forward pass runs the
 caller's thread does the batch's bm25 searches. The embedder hands its vectors out batch by
-batch (of similar lengths) as they are done; each group's FAISS searches run at once, one call
-for all of its queries, and the items whose vectors they are start on the engine's batch
-threads, so their fusion, ranking and packing overlap the rest of the forward pass. Items
+batch (of similar lengths) as they are done; the items whose vectors they are start on the
+engine's batch threads, so their searches, fusion, ranking and packing overlap the rest of the
+forward pass, and the first of a group's items to search does the FAISS searches of the whole
+group in one call. Items
 without a session run in the order their vectors come, side by side; items with one run in
 request order on the caller's thread, each after the turns the ones before it stored. A query
 that turns out different from the one foreseen (an empty query whose last user message an
@@ -88,7 +89,7 @@ def assemble_batch(engine: Engine, requests: Sequence[AssembleRequest | dict[str
     items = {i: (req, chosen[i].runner) for i, req in enumerate(parsed)
              if isinstance(req, AssembleRequest)}
     workers = engine.batch_workers
-    dense = DensePrefetch(engine, list(items.values()))
+    dense = DensePrefetch(list(items.values()))
     vectors = BatchVectors(engine.embedder, [
         text for req, _ in items.values() if (text := foreseen_query(req)) is not None],
         run=workers.embedding.submit, ready=dense.add)
@@ -272,16 +273,18 @@ class LexicalPrefetch:
 
 
 class DensePrefetch:
-    """The batch's FAISS searches: as each group of query vectors arrives (`add`), one
-    `search_many` call for the group's queries of one namespace, retriever, k and filters.
+    """The batch's FAISS searches: each group of query vectors that arrives together (`add`)
+    is searched in one `search_many` call per namespace, retriever, k and filters, by the
+    first of its items to need a result (inside that item's namespace lease: the embedding
+    thread takes none, so it never waits for a namespace being deleted while an item holding
+    the namespace waits for a vector).
 
     As with bm25, a result is used only at the change-log sequence it was searched at (the
     index caught up to it first, as a single search does), and only for the very vector it
-    was searched for; anything else is searched on its own when the item runs.
+    was searched for; anything else is searched on its own by the retriever.
     """
 
-    def __init__(self, engine: Engine, items: Sequence[Item]) -> None:
-        self._engine = engine
+    def __init__(self, items: Sequence[Item]) -> None:
         self._wanted: dict[str, list[tuple[_Key, AssembleRequest, Retriever, int]]] = (
             defaultdict(list))
         for req, runner in items:
@@ -290,59 +293,72 @@ class DensePrefetch:
                 k = runner.ranker.pool_size(req.top_k)
                 key = _key(req.namespace, runner.retriever, k, req.filters)
                 self._wanted[query].append((key, req, runner.retriever, k))
-        self._found: dict[tuple[_Key, bytes], tuple[int, list[tuple[int, float]]]] = {}
+        self._groups: dict[tuple[_Key, bytes], _DenseGroup] = {}
         self._lock = threading.Lock()
         self.calls = 0  # search_many calls made
 
     def add(self, texts: list[str], vectors: np.ndarray) -> None:
-        """Search for `texts`' items with their `vectors` (rows in the same order)."""
-        groups: dict[_Key, tuple[AssembleRequest, Retriever, int, dict[bytes, np.ndarray]]] = {}
+        """`texts`' vectors (rows in the same order) have arrived: group their searches."""
+        groups: dict[_Key, _DenseGroup] = {}
         for text, vector in zip(texts, vectors, strict=True):
             for key, req, retriever, k in self._wanted.get(text, ()):
-                group = groups.setdefault(key, (req, retriever, k, {}))
-                group[3].setdefault(vector.tobytes(), vector)
-        for key, (req, retriever, k, unique) in groups.items():
-            try:
-                self._search(key, req, retriever, k, list(unique.values()))
-            except ContextdError:
-                continue  # the item meets the error itself when it runs
-
-    def _search(self, key: _Key, req: AssembleRequest, retriever: Retriever, k: int,
-                vectors: list[np.ndarray]) -> None:
-        registry = self._engine.registry
-        with registry.lease(req.namespace):
-            ns = registry.get(req.namespace)
-            search_many = getattr(ns.index, "search_many", None)
-            if search_many is None:
-                return  # a store without one-call searches: each item searches on its own
-            seq = ns.store.last_seq()
-            ns.ensure_current()
-            allowed = ns.store.filtered_chunk_ids(req.filters) if req.filters else None
-            if ns.index.seq != seq or (allowed is not None and len(allowed) == 0):
-                return
-            found = search_many(np.vstack(vectors), retriever.chunk_depth(k), allowed)
-            if ns.store.last_seq() != seq:
-                return
+                group = groups.setdefault(key, _DenseGroup(req.filters, retriever, k))
+                group.vectors.setdefault(vector.tobytes(), vector)
         with self._lock:
-            self.calls += 1
-            for vector, (scores, ids) in zip(vectors, found, strict=True):
-                hits = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
-                self._found[key, vector.tobytes()] = (seq, hits)
+            for key, group in groups.items():
+                for raw in group.vectors:
+                    self._groups[key, raw] = group
 
     def searcher(self, retriever: Retriever) -> Callable[..., list[tuple[int, float]] | None]:
         """The prefetched `retriever.dense` result while it is current; None otherwise (the
-        retriever then searches, or finds nothing to search, as for a single assemble)."""
+        retriever then searches, or finds nothing to search, as for a single assemble). The
+        caller holds `ns`'s lease."""
 
         def search(ns: NamespaceHandle, vector: np.ndarray, k: int,
                    filters: dict[str, Any] | None = None) -> list[tuple[int, float]] | None:
-            key = _key(ns.name, retriever, k, filters)
+            raw = np.asarray(vector, np.float32).tobytes()
             with self._lock:
-                found = self._found.get((key, np.asarray(vector, np.float32).tobytes()))
-            if found is not None and found[0] == ns.store.last_seq():
-                return found[1]
-            return None
+                group = self._groups.get((_key(ns.name, retriever, k, filters), raw))
+            if group is None:
+                return None
+            with group.lock:
+                if group.seq is None:
+                    group.seq = self._search(ns, group)
+            found = group.found.get(raw)
+            if found is None or group.seq != ns.store.last_seq():
+                return None
+            return found
 
         return search
+
+    def _search(self, ns: NamespaceHandle, group: _DenseGroup) -> int:
+        """Fill `group.found`; the sequence searched at (-1 when nothing was)."""
+        search_many = getattr(ns.index, "search_many", None)
+        if search_many is None:
+            return -1  # a store without one-call searches: each item searches on its own
+        seq = ns.store.last_seq()
+        ns.ensure_current()
+        allowed = ns.store.filtered_chunk_ids(group.filters) if group.filters else None
+        if ns.index.seq != seq or (allowed is not None and len(allowed) == 0):
+            return -1
+        vectors = list(group.vectors.values())
+        found = search_many(np.vstack(vectors), group.retriever.chunk_depth(group.k), allowed)
+        with self._lock:
+            self.calls += 1
+        for raw, (scores, ids) in zip(group.vectors, found, strict=True):
+            group.found[raw] = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+        return seq if ns.store.last_seq() == seq else -1
+
+
+class _DenseGroup:
+    """Query vectors that arrived together for one namespace, retriever, k and filters."""
+
+    def __init__(self, filters: dict[str, Any] | None, retriever: Retriever, k: int) -> None:
+        self.filters, self.retriever, self.k = filters, retriever, k
+        self.vectors: dict[bytes, np.ndarray] = {}
+        self.found: dict[bytes, list[tuple[int, float]]] = {}
+        self.seq: int | None = None
+        self.lock = threading.Lock()
 
 
 class SharedChunkReads:

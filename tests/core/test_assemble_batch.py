@@ -216,14 +216,15 @@ def test_a_prefetched_faiss_result_is_not_used_after_a_write(
         counted: tuple[Engine, CountingEmbedder]) -> None:
     engine, _ = counted
     req = AssembleRequest(query="parcel tracking", max_tokens=500)
-    prefetch = DensePrefetch(engine, [(req, engine.pipeline)])
+    prefetch = DensePrefetch([(req, engine.pipeline)])
     vector = engine.embedder.embed([req.query])[0]
     prefetch.add([req.query], vector[None, :])
-    assert prefetch.calls == 1
     ns = engine.registry.get("default")
     k = engine.ranker.pool_size(req.top_k)
     search = prefetch.searcher(engine.retriever)
+    assert prefetch.calls == 0  # searched by the first item that needs it
     assert search(ns, vector, k) == engine.retriever.dense(ns, vector, k)
+    assert prefetch.calls == 1
     assert search(ns, vector + 0.5, k) is None  # another vector: the retriever searches
     engine.upsert_documents([{"id": "tracking", "text": "Parcel tracking links arrive by mail."}])
     assert search(ns, vector, k) is None
