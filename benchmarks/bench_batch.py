@@ -10,8 +10,10 @@ with `--http` also over HTTP (an in-process app behind Starlette's TestClient: 3
 `Client.assemble` calls against one `Client.assemble_batch`). The cache is off for every
 request (`cache=false`), so both sides assemble everything. Settings are the shipped defaults
 (micro-batching on, 2 ms). The ``embedding`` row times the query embeddings alone: one
-`embed` call per claim against one call for the group. Prints a table and writes JSON to
-benchmarks/results/batch.json.
+`embed` call per claim against one call for the group. With `--stages`, the groups run once
+more each way with a clock on each stage's functions (see stage_clock.py), and the time each
+stage takes per request, summed over threads, is printed for both. Prints a table and writes
+JSON to benchmarks/results/batch.json.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench_assemble_cache import NAMESPACE, index_subset
+from stage_clock import StageClock
 
 from contextd import Client, Engine, Settings
 from contextd.eval.beir import load_beir
@@ -57,6 +60,39 @@ def measure(single, batch, groups: list[list[dict]]) -> dict:
             "batch_group_ms_median": round(statistics.median(batched) * 1000, 1)}
 
 
+def stage_times(engine: Engine, clock: StageClock, groups: list[list[dict]]) -> dict:
+    """Per request, each stage's wall and CPU ms: every group as 32 calls, then as batches."""
+    requests = sum(len(g) for g in groups)
+    out: dict = {}
+    for side in ("sequential", "batch"):
+        clock.reset()
+        started = time.perf_counter()
+        for group in groups:
+            if side == "sequential":
+                for request in group:
+                    engine.assemble(namespace=NAMESPACE, **request)
+            else:
+                engine.assemble_batch(group, namespace=NAMESPACE)
+        out[side] = {"elapsed_ms_per_request": round(
+            (time.perf_counter() - started) * 1000 / requests, 3),
+            "stages": clock.per_request(requests)}
+    return out
+
+
+def print_stages(stages: dict) -> None:
+    seq, batch = stages["sequential"], stages["batch"]
+    names = list(dict.fromkeys([*seq["stages"], *batch["stages"]]))
+    print("\n| stage, ms per request | sequential wall | sequential CPU | batch wall (all "
+          "threads) | batch CPU |")
+    print("| --- | --- | --- | --- | --- |")
+    none = {"wall_ms": 0.0, "cpu_ms": 0.0}
+    for name in names:
+        s, b = seq["stages"].get(name, none), batch["stages"].get(name, none)
+        print(f"| {name} | {s['wall_ms']} | {s['cpu_ms']} | {b['wall_ms']} | {b['cpu_ms']} |")
+    print(f"| elapsed (wall clock) | {seq['elapsed_ms_per_request']} | | "
+          f"{batch['elapsed_ms_per_request']} | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/beir-scifact")
@@ -65,8 +101,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=4000)
     parser.add_argument("--http", action="store_true", help="also over HTTP (in process)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time each stage per request, sequential and batch")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "batch.json")
     args = parser.parse_args()
+    clock = StageClock().install() if args.stages else None  # before the engine binds them
 
     dataset = load_beir(args.data)
     claims = list(dataset.queries.values())
@@ -85,6 +124,8 @@ def main() -> None:
         report["engine"] = measure(
             lambda r: engine.assemble(namespace=NAMESPACE, **r),
             lambda g: engine.assemble_batch(g, namespace=NAMESPACE), groups)
+        if clock is not None:
+            report["stages"] = stage_times(engine, clock, groups)
         if args.http:
             from contextd.server import create_app
 
@@ -104,6 +145,8 @@ def main() -> None:
             print(f"| {path} | {r['groups']} | {r['sequential_rps']} | {r['batch_rps']} | "
                   f"{r['speedup']}x | {r['sequential_group_ms_median']} / "
                   f"{r['batch_group_ms_median']} |")
+    if "stages" in report:
+        print_stages(report["stages"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 

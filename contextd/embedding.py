@@ -31,7 +31,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -282,8 +282,10 @@ class OnnxSentenceModel:
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_seq_length)
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Unit vectors for `texts`; batches hold similar lengths so little is padding."""
+    def encode(self, texts: list[str], batch_size: int,
+               deliver: Callable[[np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
+        """Unit vectors for `texts`; batches hold similar lengths so little is padding.
+        `deliver(rows, vectors)` is called with each batch's rows of `texts` as it is done."""
         encodings = self._tokenizer.encode_batch(texts)
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(-lengths, kind="stable")
@@ -296,6 +298,8 @@ class OnnxSentenceModel:
                 mask[i, : lengths[row]] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             out[rows] = self._session.run(None, feed)[0]
+            if deliver is not None:
+                deliver(rows, out[rows])
         return out
 
 
@@ -365,6 +369,7 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()
         self._backend: str | None = None
         self._runner: Any = None
+        self._onnx: OnnxSentenceModel | None = None
 
     @property
     def dim(self) -> int:
@@ -422,6 +427,25 @@ class SentenceTransformerEmbedder:
         vectors = self._runner(list(texts))
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def embed_each(self, texts: Sequence[str],
+                   deliver: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """`embed(texts)` handed out as it is computed: `deliver(rows, vectors)` once for each
+        of the runtime's batches (rows index `texts`), so a caller can use the first vectors
+        while the next are computed. The vectors are those `embed(texts)` returns; PyTorch
+        computes them all before the one delivery.
+
+            >>> emb = SentenceTransformerEmbedder(backend="onnx")
+            >>> emb.embed_each(["a", "b"], lambda rows, vectors: print(len(rows)))
+            2
+        """
+        self.warm_up()
+        if not texts:
+            return
+        if self._onnx is None:
+            deliver(np.arange(len(texts)), self.embed(texts))
+            return
+        self._onnx.encode(list(texts), self._batch_size, deliver)
+
     def _load(self) -> None:
         _force_offline()
         model_path = self._model_path or bundled_model_path()
@@ -436,6 +460,7 @@ class SentenceTransformerEmbedder:
                 logger.warning("ONNX Runtime unavailable (%s); falling back to PyTorch", exc)
             else:
                 self._backend = self._requested
+                self._onnx = model
                 batch = self._batch_size
                 self._runner = lambda texts: model.encode(texts, batch_size=batch)
                 return

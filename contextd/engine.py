@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from contextd.batch import assemble_batch
+from contextd.batch import BatchWorkers, assemble_batch
 from contextd.batching import MicroBatcher
 from contextd.cache.assembly import AssemblyCache
 from contextd.cache.store import SemanticCache
@@ -141,6 +141,8 @@ class Engine:
                                       default_runner=self.pipeline)
         # One usage log line per assemble, in process or over HTTP (contextd report).
         self.telemetry = Telemetry(settings)
+        # Batches run on these (threads made per batch would each keep SQLite connections).
+        self.batch_workers = BatchWorkers()
         self.refiner = _summary_refiner(settings)
         if self.refiner is not None:
             self.memory.on_evict = self.refiner.submit
@@ -201,6 +203,7 @@ class Engine:
             self._closed = True
         if self.batcher is not None:
             self.batcher.close()
+        self.batch_workers.close()
         if self.refiner is not None:
             self.refiner.close()
         self.registry.close()

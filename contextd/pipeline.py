@@ -38,7 +38,7 @@ from contextd.models import (
 )
 from contextd.namespaces import NamespaceRegistry
 from contextd.retrieval.ranker import Ranker
-from contextd.retrieval.retriever import Candidate, Retriever
+from contextd.retrieval.retriever import STORE_READS, Candidate, ChunkReads, Retriever
 from contextd.sessions import SessionService, content_tokens, parse_messages
 from contextd.settings import Settings
 from contextd.store.idempotency import IdempotencyKey
@@ -56,6 +56,9 @@ from contextd.tokens import (
 Budget = TokenBudget
 # Retriever.lexical's signature: (namespace, query, k, filters) -> [(chunk id, bm25 score)].
 LexicalSearch = Callable[..., list[tuple[int, float]]]
+# (namespace, query vector, k, filters) -> Retriever.dense's [(chunk id, score)] computed
+# already, or None for the retriever to search.
+DenseSearch = Callable[..., list[tuple[int, float]] | None]
 
 
 def resolve_budget(req: AssembleRequest, default_encoding: str) -> Budget:
@@ -83,12 +86,16 @@ class AssemblePipeline:
     def run(self, req: AssembleRequest,
             idempotency: IdempotencyKey | None = None,
             embed_query_async: Callable[[str], Future[np.ndarray]] | None = None,
-            lexical_search: LexicalSearch | None = None) -> AssembleResponse:
+            lexical_search: LexicalSearch | None = None,
+            dense_search: DenseSearch | None = None,
+            chunk_reads: ChunkReads = STORE_READS) -> AssembleResponse:
         """Assemble `req`. A pure read of the stored state, except for appending the request's
         own `messages` to its session, which happens only once the request is known to be
         answerable (valid, within budget), so a rejected request stores nothing.
-        `embed_query_async` and `lexical_search` replace the query embedding and bm25 (a
-        batch computes its vectors in one forward pass, and its bm25 searches meanwhile)."""
+        `embed_query_async`, `lexical_search` and `dense_search` replace the query embedding,
+        bm25 and the FAISS search (a batch computes its vectors in one forward pass, its bm25
+        searches meanwhile, and its FAISS searches in one call); `chunk_reads` reads chunks
+        (a batch reads each chunk once for all its items)."""
         embed = embed_query_async or self.embed_query_async
         lexical_search = lexical_search or self.retriever.lexical
         started = time.perf_counter()
@@ -170,9 +177,12 @@ class AssemblePipeline:
         documents_available = 0
         if req.top_k > 0 and documents_budget > 0:
             with timed(timings, "retrieval"):
-                pool = self.retriever.retrieve(ns, vector, query,
-                                               self.ranker.pool_size(req.top_k), req.filters,
-                                               lexical=lexical)
+                k = self.ranker.pool_size(req.top_k)
+                dense = (dense_search(ns, vector, k, req.filters)
+                         if dense_search is not None and vector is not None else None)
+                pool = self.retriever.retrieve(ns, vector, query, k, req.filters,
+                                               lexical=lexical, dense=dense,
+                                               reads=chunk_reads)
             documents_available = sum(c.chunk.tokens for c in pool)
             with timed(timings, "ranking"):
                 candidates, duplicates = self.ranker.rank(pool, req.top_k)

@@ -248,3 +248,18 @@ def test_texts_of_mixed_lengths_embed_in_one_call_as_they_do_alone() -> None:
     assert embedder.backend == "onnx-fp32"
     alone = np.vstack([embedder.embed([t]) for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+@pytest.mark.model
+def test_embed_each_hands_out_the_vectors_of_embed_batch_by_batch() -> None:
+    embedder = SentenceTransformerEmbedder(backend="onnx-fp32")
+    texts = [" ".join(["word"] * n) + f" {n}" for n in (3, 40, 5, 90, 12, 41, 7, 200)]
+    delivered: list[tuple[list[int], np.ndarray]] = []
+    embedder.embed_each(texts, lambda rows, vectors: delivered.append((list(rows), vectors)))
+    assert len(delivered) > 1  # lengths this far apart are not padded into one batch
+    rows = [r for group, _ in delivered for r in group]
+    assert sorted(rows) == list(range(len(texts)))
+    got = np.empty((len(texts), embedder.dim), np.float32)
+    for group, vectors in delivered:
+        got[group] = vectors
+    np.testing.assert_array_equal(got, embedder.embed(texts))

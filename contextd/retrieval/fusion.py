@@ -60,6 +60,19 @@ def fuse_scores(
     to 1. Ties are broken by the item's best scaled score, then by the item itself, so the
     result does not depend on the order of the lists.
     """
+    fused, best = convex_scores(scored, weights)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], -best[kv[0]], _order_key(kv[0])))
+
+
+def convex_scores(
+    scored: Sequence[Mapping[T, float]], weights: Sequence[float] | None = None
+) -> tuple[dict[T, float], dict[T, float]]:
+    """`fuse_scores` unordered: (item -> fused score, item -> best scaled score), for callers
+    that put the items in an order of their own (sorting here would be wasted on them).
+
+        >>> convex_scores([{"a": 2.0, "b": 1.0}, {"b": 4.0}])
+        ({'a': 0.5, 'b': 0.75}, {'a': 1.0, 'b': 1.0})
+    """
     if weights is None:
         weights = [1.0] * len(scored)
     if len(weights) != len(scored):
@@ -71,11 +84,13 @@ def fuse_scores(
         top = max(scores.values(), default=0.0)
         share = weight / total if total > 0 else 0.0  # all weights 0: order by best score
         for item, score in scores.items():
-            scaled = max(score, 0.0) / top if top > 0 else 0.0
+            # max(score, 0.0) and max(previous, scaled), spelled out: the same values (signed
+            # zeros and NaN included) without two calls per item, hundreds of items a query.
+            scaled = (0.0 if score < 0.0 else score) / top if top > 0 else 0.0
             contributions.setdefault(item, []).append(share * scaled)
-            best[item] = max(best.get(item, 0.0), scaled)
-    fused = {item: math.fsum(parts) for item, parts in contributions.items()}
-    return sorted(fused.items(), key=lambda kv: (-kv[1], -best[kv[0]], _order_key(kv[0])))
+            previous = best.get(item, 0.0)
+            best[item] = scaled if scaled > previous else previous
+    return {item: math.fsum(parts) for item, parts in contributions.items()}, best
 
 
 def _order_key(item: Hashable) -> tuple[str, str]:

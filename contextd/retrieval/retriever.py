@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from contextd.retrieval.documents import collapse, join_parts
-from contextd.retrieval.fusion import fuse_rrf, fuse_scores
+from contextd.retrieval.fusion import convex_scores, fuse_rrf
 from contextd.retrieval.lexical import fts_query, query_terms
 from contextd.store.protocols import LexicalIndex, NamespaceHandle
 from contextd.store.records import ChunkRow
@@ -51,15 +51,44 @@ class Candidate:
         return [p.ord for p in self.shown]
 
 
+class ChunkReads(Protocol):
+    """Where `retrieve` reads chunks from: the namespace's store, or one shared by a batch."""
+
+    def places(self, ns: NamespaceHandle, ids: set[int]) -> dict[int, tuple[str, int]]: ...
+
+    def rows(self, ns: NamespaceHandle, ids: list[int]) -> dict[int, ChunkRow]: ...
+
+
+class StoreReads:
+    """`ChunkReads` straight from the namespace's store."""
+
+    def places(self, ns: NamespaceHandle, ids: set[int]) -> dict[int, tuple[str, int]]:
+        return ns.store.chunk_places(ids)
+
+    def rows(self, ns: NamespaceHandle, ids: list[int]) -> dict[int, ChunkRow]:
+        return ns.store.chunks(ids)
+
+
+STORE_READS = StoreReads()
+
+
 class Retriever(Protocol):
+    def chunk_depth(self, k: int) -> int: ...
+
     def lexical(
         self, ns: NamespaceHandle, query: str, k: int, filters: dict[str, Any] | None = None,
+    ) -> list[tuple[int, float]]: ...
+
+    def dense(
+        self, ns: NamespaceHandle, query_vector: np.ndarray, k: int,
+        filters: dict[str, Any] | None = None,
     ) -> list[tuple[int, float]]: ...
 
     def retrieve(
         self, ns: NamespaceHandle, query_vector: np.ndarray | None, query: str, k: int,
         filters: dict[str, Any] | None = None, mode: str = "hybrid",
         lexical: list[tuple[int, float]] | None = None,
+        dense: list[tuple[int, float]] | None = None, reads: ChunkReads = ...,
     ) -> list[Candidate]: ...
 
 
@@ -115,8 +144,9 @@ def fused_scores(
                 if doc is not None and score > per_document.get(doc, -math.inf):
                     per_document[doc] = score
             best.append(per_document)
-        document_score = dict(fuse_scores(best, weights))
-        chunk_score = dict(fuse_scores([dict(r) for r in rankings], weights))
+        # Unordered: `ordered_chunks` puts them in a total order of its own.
+        document_score = convex_scores(best, weights)[0]
+        chunk_score = convex_scores([dict(r) for r in rankings], weights)[0]
     else:
         raise ValueError(f"fusion must be 'convex' or 'rrf', got {fusion!r}")
     return document_score, chunk_score
@@ -183,29 +213,41 @@ class HybridRetriever:
         return ns.store.lexical_search(fts_query(query, words), self.chunk_depth(k), filters,
                                        title_weight=self.title_weight)
 
+    def dense(
+        self, ns: NamespaceHandle, query_vector: np.ndarray, k: int,
+        filters: dict[str, Any] | None = None, allowed: np.ndarray | None = None,
+    ) -> list[tuple[int, float]]:
+        """The FAISS half of `retrieve` for `k` documents: (chunk id, score) best first.
+        `allowed` is `filters`' chunk ids when the caller has them already."""
+        if filters and allowed is None:
+            allowed = ns.store.filtered_chunk_ids(filters)
+        ns.ensure_current()  # another process may have written since this one last looked
+        scores, ids = ns.index.search(query_vector, self.chunk_depth(k), allowed=allowed)
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+
     def retrieve(
         self, ns: NamespaceHandle, query_vector: np.ndarray | None, query: str, k: int,
         filters: dict[str, Any] | None = None, mode: str = "hybrid",
         lexical: list[tuple[int, float]] | None = None,
+        dense: list[tuple[int, float]] | None = None, reads: ChunkReads = STORE_READS,
     ) -> list[Candidate]:
-        """The best `k` documents; `lexical` is a `lexical()` result already computed for the
-        same query, k and filters."""
-        depth = self.chunk_depth(k)
+        """The best `k` documents; `lexical` and `dense` are `lexical()` and `dense()`
+        results already computed for the same query (and vector), k and filters; `reads`
+        reads the chunks (a batch shares one among its items)."""
         allowed = ns.store.filtered_chunk_ids(filters) if filters else None
         if allowed is not None and len(allowed) == 0:
             return []
-        dense: list[tuple[int, float]] = []
-        if mode in ("hybrid", "dense") and query_vector is not None:
-            ns.ensure_current()  # another process may have written since this one last looked
-            scores, ids = ns.index.search(query_vector, depth, allowed=allowed)
-            dense = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)]
+        if mode not in ("hybrid", "dense") or query_vector is None:
+            dense = []
+        elif dense is None:
+            dense = self.dense(ns, query_vector, k, filters, allowed)
         if mode not in ("hybrid", "lexical"):
             lexical = []
         elif lexical is None:
             lexical = self.lexical(ns, query, k, filters)
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
-        places = ns.store.chunk_places({cid for r in rankings for cid, _ in r})
+        places = reads.places(ns, {cid for r in rankings for cid, _ in r})
         document_of = {cid: place[0] for cid, place in places.items()}
         document_score, chunk_score = fused_scores(rankings, weights, document_of, self.fusion,
                                                    self.rrf_k)
@@ -215,7 +257,7 @@ class HybridRetriever:
                                chunk_score[c]) for c in ordered), self.neighbours, limit=k)
         chunk_id = {places[c]: c for c in ordered}
         # Only the shown chunks are read back: rows carry text and vectors.
-        rows = ns.store.chunks([chunk_id[(doc, o)] for doc, _, ords in documents for o in ords])
+        rows = reads.rows(ns, [chunk_id[(doc, o)] for doc, _, ords in documents for o in ords])
         dense_rank = {cid: r for r, (cid, _) in enumerate(dense, start=1)}
         lexical_rank = {cid: r for r, (cid, _) in enumerate(lexical, start=1)}
         out: list[Candidate] = []

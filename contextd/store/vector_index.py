@@ -226,6 +226,49 @@ class FaissVectorIndex:
         found = labels[0] >= 0
         return scores[0][found], labels[0][found]
 
+    def search_many(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` for each row of `queries` (n, dim) in one FAISS call: the same results,
+        row for row, as one `search` each (see `_exact_rows`).
+
+        >>> index = FaissVectorIndex(dim=2)
+        >>> index.add(np.array([1, 2]), np.eye(2, dtype=np.float32), seq=1)
+        >>> [ids.tolist() for _, ids in index.search_many(np.eye(2, dtype=np.float32), k=1)]
+        [[1], [2]]
+        """
+        import faiss
+
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self._dim)
+        if allowed is not None:
+            allowed = np.ascontiguousarray(allowed, dtype=np.int64).reshape(-1)
+        empty = (np.empty(0, np.float32), np.empty(0, np.int64))
+        with self._rw.shared():
+            index, ivf = self._index, self._trained_on > 0
+            k = min(k, index.ntotal, k if allowed is None else len(allowed))
+            if k <= 0 or not len(q):
+                return [empty for _ in range(len(q))]
+            _use_threads("search")
+            sel = None if allowed is None else faiss.IDSelectorBatch(allowed)
+            if not ivf:
+                params = None if sel is None else faiss.SearchParameters(sel=sel)
+            else:
+                nprobe = min(self._nprobe, index.nlist)
+                if allowed is not None and len(allowed) * nprobe / index.nlist < (
+                    _FILTER_HITS_PER_RESULT * k
+                ):
+                    nprobe = index.nlist
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+            scores, labels = _exact_rows(index, q, k, params)
+            if ivf and sel is not None and nprobe < index.nlist:
+                # As `search` does: a row the probed cells left short is searched in all.
+                short = np.flatnonzero((labels < 0).any(axis=1))
+                if len(short):
+                    every = faiss.SearchParametersIVF(sel=sel, nprobe=index.nlist)
+                    scores[short], labels[short] = _exact_rows(index, q[short], k, every)
+        found = labels >= 0
+        return [(scores[i][found[i]], labels[i][found[i]]) for i in range(len(q))]
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors for `ids` (for MMR), shape (len(ids), dim); KeyError if one is absent.
 
@@ -364,6 +407,24 @@ def snapshot_seq(path: Path) -> int | None:
     except (OSError, ValueError, struct.error, AttributeError):
         return None
     return seq if isinstance(seq, int) else None
+
+
+def _exact_rows(index: Any, queries: np.ndarray, k: int,
+                params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """index.search over `queries` in runs FAISS scores one query at a time.
+
+    From `distance_compute_blas_threshold` on (counted in queries x dimensions by FAISS 1.9 on,
+    in queries before), FAISS computes inner products as one matrix product, whose sums round
+    differently from the one-query kernel; below it every row gets exactly the scores (and so
+    the order) a search of that row alone would. Runs stay below it by either count.
+    """
+    import faiss
+
+    threshold = int(faiss.cvar.distance_compute_blas_threshold)
+    run = max(1, (threshold - 1) // max(queries.shape[1], 1))
+    parts = [index.search(queries[i:i + run], k, params=params)
+             for i in range(0, len(queries), run)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _ptr(array: np.ndarray) -> Any:

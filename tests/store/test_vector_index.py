@@ -290,3 +290,23 @@ def test_importing_the_module_does_not_load_faiss():
     code = "import sys, contextd.store.vector_index; print('faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("approximate_above", [None, 1_000])
+def test_search_many_gives_each_row_what_search_gives_it(approximate_above, monkeypatch):
+    import faiss
+
+    config = {} if approximate_above is None else {"approximate_above": approximate_above}
+    index, ids, _ = filled(n=4_000, **config)
+    queries = clustered(45, seed=7)
+    rng = np.random.default_rng(3)
+    # A low FAISS threshold puts these queries in several calls: the rows still score alone.
+    monkeypatch.setattr(faiss.cvar, "distance_compute_blas_threshold", 20 * DIM)
+    for allowed in (None, rng.choice(ids, 30, replace=False), np.array([1, 2])):
+        found = index.search_many(queries, k=25, allowed=allowed)
+        assert len(found) == len(queries)
+        for query, (scores, labels) in zip(queries, found, strict=True):
+            want_scores, want_labels = index.search(query, k=25, allowed=allowed)
+            np.testing.assert_array_equal(labels, want_labels)
+            np.testing.assert_array_equal(scores, want_scores)
+    assert index.search_many(np.empty((0, DIM), np.float32), k=5) == []
