@@ -142,8 +142,7 @@ class SessionService:
         state = self.state(namespace, session_id)
         self.memory.recaller.cache.appended((namespace, session_id, state.generation), rows,
                                             [w.embedding for w in writes])
-        self.memory.compact(state, self.settings.session_window_tokens,
-                            self.settings.summary_max_tokens, self.counter)
+        self.compact(state)
         return self._appended(namespace, session_id, {"turn_ids": [r.id for r in rows],
                                                       "turns": rows[-1].seq})
 
@@ -153,10 +152,9 @@ class SessionService:
                             appended=len(stored["turn_ids"]), turn_ids=stored["turn_ids"],
                             turns=stored["turns"])
 
-    def compact(self, namespace: str, session_id: str) -> int:
+    def compact(self, state: HistoryState) -> int:
         """Fold the session's oldest turns into its summary once they outgrow the session's
         window target; runs at the end of every append, never on the assemble path."""
-        state = self.state(namespace, session_id)
         return self.memory.compact(state, self.settings.session_window_tokens,
                                    self.settings.summary_max_tokens, self.counter)
 

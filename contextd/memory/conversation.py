@@ -290,11 +290,11 @@ class _Selection:
         if (complete and recall and state.sessions is not None and state.session_id
                 and (last_seq > 0 or self.others)):
             recaller = self.memory.recaller
-            dense, lexical = recaller.rankings(state.namespace or "", state.sessions,
-                                               state.session_id, query, query_vector,
-                                               last_seq, state.generation, self.others)
             known = recaller.known_turns(state.namespace or "", state.sessions,
                                          state.session_id, state.generation)
+            dense, lexical = recaller.rankings(state.namespace or "", state.sessions,
+                                               state.session_id, query, query_vector,
+                                               last_seq, state.generation, self.others, known)
             later = self._later(dense, lexical, last_seq, known)
             ranked = [s for s in relevance_order(dense, lexical, last_seq, later=later)
                       if s not in self.skip]

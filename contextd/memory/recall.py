@@ -199,10 +199,11 @@ class TurnRecaller:
     def rankings(
         self, namespace: str, sessions: SessionStore, session_id: str, query: str,
         query_vector: np.ndarray | None, max_seq: int, generation: float = 0.0,
-        others: OtherSessionHits | None = None,
+        others: OtherSessionHits | None = None, known: SessionTurns | None = None,
     ) -> tuple[list[int], list[int]]:
         """(dense, lexical): turn seqs <= max_seq, best first (at most `depth` each), with the
-        stand-in keys of `others` merged in by score.
+        stand-in keys of `others` merged in by score; `known` is the session's cached turns
+        when the caller has read them already (`known_turns`).
 
         A turn enters the dense ranking only from `min_similarity` on: a turn unrelated to
         the query is not worth its tokens however it ranks."""
@@ -210,7 +211,7 @@ class TurnRecaller:
         lexical: list[tuple[int, float]] = []
         if max_seq > 0:
             if query_vector is not None:
-                entry = self.cache.get((namespace, session_id, generation), sessions)
+                entry = known or self.cache.get((namespace, session_id, generation), sessions)
                 dense = _similar(entry, max_seq, query_vector, self.min_similarity)
             lexical = sessions.lexical_turns(session_id, fts_query(query),
                                              self.depth or max_seq, max_seq)

@@ -197,40 +197,13 @@ class FaissVectorIndex:
         >>> index.search(np.array([1.0, 0.0], np.float32), k=5, allowed=np.array([2]))[1]
         array([2])
         """
-        import faiss
-
-        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self._dim)
-        if allowed is not None:
-            allowed = np.ascontiguousarray(allowed, dtype=np.int64).reshape(-1)
-        with self._rw.shared():
-            index, ivf = self._index, self._trained_on > 0
-            k = min(k, index.ntotal, k if allowed is None else len(allowed))
-            if k <= 0:
-                return np.empty(0, np.float32), np.empty(0, np.int64)
-            _use_threads("search")
-            sel = None if allowed is None else faiss.IDSelectorBatch(allowed)
-            if not ivf:
-                params = None if sel is None else faiss.SearchParameters(sel=sel)
-                scores, labels = index.search(q, k, params=params)
-            else:
-                nprobe = min(self._nprobe, index.nlist)
-                if sel is not None and len(allowed) * nprobe / index.nlist < (
-                    _FILTER_HITS_PER_RESULT * k
-                ):
-                    nprobe = index.nlist
-                params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-                scores, labels = index.search(q, k, params=params)
-                if sel is not None and nprobe < index.nlist and (labels[0] < 0).any():
-                    params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nlist)
-                    scores, labels = index.search(q, k, params=params)
-        found = labels[0] >= 0
-        return scores[0][found], labels[0][found]
+        return self.search_many(np.reshape(query, (1, -1)), k, allowed)[0]
 
     def search_many(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """`search` for each row of `queries` (n, dim) in one FAISS call: the same results,
-        row for row, as one `search` each (see `_exact_rows`).
+        """Top-k (scores, ids) for each row of `queries` (n, dim), in as few FAISS calls as
+        keep every row's scores those of a search of that row alone (see `_exact_rows`).
 
         >>> index = FaissVectorIndex(dim=2)
         >>> index.add(np.array([1, 2]), np.eye(2, dtype=np.float32), seq=1)
