@@ -14,12 +14,19 @@ counted exactly and trimmed if joining changed the count.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from contextd.chunking import split_sentences
-from contextd.tokens import TiktokenCounter, message_tokens
+from contextd.tokens import (
+    TiktokenCounter,
+    appended_count,
+    is_cut,
+    message_framing,
+    message_tokens,
+)
 
 DOCUMENTS_HEADER = (
     "Context documents, numbered. Use them to answer and cite them by number, e.g. [1]."
@@ -31,6 +38,10 @@ RECALLED_OTHERS_HEADER = ("Earlier turns relevant to the question, from this con
 SUMMARY_HEADER = "Summary of the earlier conversation:"
 
 
+SEPARATOR = "\n\n"  # between the header and each entry of a block
+ELLIPSIS = " …"  # ends an entry cut short
+
+
 @dataclass
 class BlockItem:
     key: str
@@ -38,19 +49,23 @@ class BlockItem:
     rank: int
     order: float = 0.0  # position when rendered (documents: rank; turns: seq)
     cuttable: bool = False
-    render: Callable[[int, str], str] | None = None  # (number, text) -> entry text
+    # The entry's first line for its number ("[1] doc-7 (chunk 0)\n"), shown before `text`.
+    head: Callable[[int], str] | None = None
     payload: Any = None
     # A shorter entry standing in for this one when it does not fit whole (a document's best
     # chunk without its neighbours), tried before cutting.
     fallback: BlockItem | None = None
+    # The tokens of `text` in the block's encoding when already known (a stored chunk's count).
+    text_tokens: int | None = None
 
 
 @dataclass
 class PackedItem:
     item: BlockItem
     text: str
-    tokens: int
+    tokens: int  # what the entry adds to the message: its text and the separator after it
     truncated: bool
+    last_tokens: int = 0  # its cost without the separator, as the message's last entry
 
 
 @dataclass
@@ -65,68 +80,124 @@ def pack_block(
     header: str, items: Sequence[BlockItem], budget: int, counter: TiktokenCounter,
     role: str = "system", min_partial_tokens: int = 48,
 ) -> PackedBlock:
-    """Pack `items` (best first) under `header` into one message of at most `budget` tokens."""
-    base = message_tokens({"role": role, "content": header}, counter)
-    if budget <= base or not items:
-        return PackedBlock(None, 0, [], [(it, counter.count(it.text)) for it in items])
-    used = base
+    """Pack `items` (best first) under `header` into one message of at most `budget` tokens.
+
+    The message is the header and the entries, each after a separator. Counted as the header
+    with the first separator, then each entry with the separator after it, the last without,
+    every part ends at a cut (`contextd.tokens.is_cut`) when the entries start with a character
+    that is neither white space nor "/", so the message's tokens are the sum of its parts:
+    stored counts of the entries' texts are used as they are, and nothing is encoded twice.
+    """
+    framing = message_framing({"role": role}, counter)
+    opening = counter.count(header + SEPARATOR)
+    if budget <= framing + counter.count(header) or not items:
+        return PackedBlock(None, 0, [], [(it, _text_tokens(it, counter)) for it in items])
+    used = framing + opening  # the message with the entries taken, each with its separator
     taken: list[PackedItem] = []
     dropped: list[tuple[BlockItem, int]] = []
     for listed in items:
         number = len(taken) + 1
         item = listed
-        text = _render(item, number, item.text)
-        cost = whole = counter.count("\n\n" + text)
-        while used + cost > budget and item.fallback is not None:
+        entry = _entry(item, number, counter)
+        whole = entry.tokens
+        while used + entry.last_tokens > budget and item.fallback is not None:
             item = item.fallback
-            text = _render(item, number, item.text)
-            cost = counter.count("\n\n" + text)
-        if used + cost <= budget:
-            taken.append(PackedItem(item, text, cost, False))
-            used += cost
+            entry = _entry(item, number, counter)
+        if used + entry.last_tokens <= budget:
+            taken.append(entry)
+            used += entry.tokens
             continue
-        part = _leading_part(item, number, budget - used, counter) if item.cuttable else None
-        if part is not None and part[1] >= min_partial_tokens:
-            taken.append(PackedItem(item, part[0], part[1], True))
-            used += part[1]
+        room = budget - used
+        part = (_leading_part(item, number, room, counter)
+                if item.cuttable and room >= min_partial_tokens else None)
+        if part is not None and part.last_tokens >= min_partial_tokens:
+            taken.append(part)
+            used += part.tokens
         else:
             dropped.append((listed, whole))
     while taken:
-        content = _join(header, taken)
-        exact = message_tokens({"role": role, "content": content}, counter)
+        ordered = sorted(taken, key=lambda p: p.item.order)
+        content = header + "".join(SEPARATOR + p.text for p in ordered)
+        # Each entry counted with the separator after it, the last without.
+        ordered[-1] = replace(ordered[-1], tokens=ordered[-1].last_tokens)
+        if counter.cuts_known and all(_starts_cleanly(p.text) for p in ordered):
+            exact = framing + opening + sum(p.tokens for p in ordered)
+        else:
+            exact = message_tokens({"role": role, "content": content}, counter)
         if exact <= budget:
-            return PackedBlock(content, exact, taken, dropped)
-        # Joining merged tokens differently than counted piece by piece: give up the last.
+            return PackedBlock(content, exact, ordered, dropped)
+        # Taken out of order (the last taken is not the last shown), the separators fell
+        # differently than counted: give up the last taken.
         last = taken.pop()
         dropped.append((last.item, last.tokens))
     return PackedBlock(None, 0, [], dropped)
 
 
-def _render(item: BlockItem, number: int, text: str) -> str:
-    return item.render(number, text) if item.render else text
+def _starts_cleanly(text: str) -> bool:
+    """Whether the end of the separator before `text` is a cut (see `contextd.tokens`)."""
+    return bool(text) and is_cut(SEPARATOR + text, len(SEPARATOR))
 
 
-def _join(header: str, taken: Sequence[PackedItem]) -> str:
-    ordered = sorted(taken, key=lambda p: p.item.order)
-    return header + "".join("\n\n" + p.text for p in ordered)
+def _text_tokens(item: BlockItem, counter: TiktokenCounter) -> int:
+    return item.text_tokens if item.text_tokens is not None else counter.count(item.text)
+
+
+def _entry(item: BlockItem, number: int, counter: TiktokenCounter, text: str | None = None,
+           text_tokens: int | None = None, truncated: bool = False) -> PackedItem:
+    """The entry for `item` (or for `text`, a part of it) with its costs."""
+    if text is None:
+        text, text_tokens = item.text, item.text_tokens
+    if text_tokens is None:
+        text_tokens = counter.count(text)
+    head = item.head(number) if item.head else ""
+    rendered = head + text
+    if head and not (counter.cuts_known and is_cut(rendered + SEPARATOR, len(head))):
+        last = counter.count(rendered)
+        tokens = counter.count(rendered + SEPARATOR)
+    else:
+        last = (counter.count(head) if head else 0) + text_tokens
+        tokens = last - text_tokens + appended_count(counter, text, text_tokens, SEPARATOR)
+    return PackedItem(item, rendered, tokens, truncated, last)
 
 
 def _leading_part(
     item: BlockItem, number: int, room: int, counter: TiktokenCounter
-) -> tuple[str, int] | None:
-    """The longest run of leading sentences of `item` whose entry fits `room` tokens."""
-    spans = split_sentences(item.text)
+) -> PackedItem | None:
+    """The entry of the longest run of leading sentences of `item` that fits `room` tokens."""
+    text = item.text
+    spans = split_sentences(text)
+    prefix_tokens = _prefix_counter(text, counter)
+    ellipsis = counter.count(ELLIPSIS)
     lo, hi, best = 1, len(spans) - 1, None
     while lo <= hi:  # whole-text never fits here, so search among proper prefixes
         mid = (lo + hi) // 2
-        text = _render(item, number, item.text[: spans[mid - 1][1]] + " …")
-        cost = counter.count("\n\n" + text)
-        if cost <= room:
-            best = (text, cost)
+        end = spans[mid - 1][1]
+        part = text[:end] + ELLIPSIS
+        # The space before the ellipsis follows the sentence's last character: a cut.
+        tokens = prefix_tokens(end) + ellipsis
+        entry = _entry(item, number, counter, part, tokens, truncated=True)
+        if entry.last_tokens <= room:
+            best = entry
             lo = mid + 1
         else:
             hi = mid - 1
     return best
+
+
+def _prefix_counter(text: str, counter: TiktokenCounter) -> Callable[[int], int]:
+    """Tokens of `text[:end]`: from one encoding of `text` where `end` is a cut of it, else
+    counted alone."""
+    ends: list[int] | None = None
+
+    def tokens(end: int) -> int:
+        nonlocal ends
+        if not (counter.cuts_known and is_cut(text, end)):
+            return counter.count(text[:end])
+        if ends is None:
+            ends = counter.token_ends(counter.encode(text))
+        return bisect_right(ends, len(text[:end].encode("utf-8")))
+
+    return tokens
 
 
 def newest_groups(costs: Sequence[int], groups: Sequence[int], budget: int) -> int:

@@ -226,7 +226,10 @@ class AssemblePipeline:
         fixed_costs: list[int], history: HistoryResult, candidates: list[Candidate],
         duplicates: list[Candidate], documents_budget: int, counter: TiktokenCounter,
     ) -> AssembleResponse:
-        items = [_document_item(c, rank) for rank, c in enumerate(candidates, start=1)]
+        # Chunks were counted with the configured encoding when they were stored.
+        stored_counts = counter.encoding_name == self.settings.encoding
+        items = [_document_item(c, rank, stored_counts)
+                 for rank, c in enumerate(candidates, start=1)]
         block = pack_block(DOCUMENTS_HEADER, items, max(documents_budget, 0), counter,
                            role=req.documents_role,
                            min_partial_tokens=self.settings.min_partial_tokens)
@@ -302,19 +305,22 @@ class AssemblePipeline:
             timings_ms={})
 
 
-def _document_item(candidate: Candidate, rank: int) -> BlockItem:
+def _document_item(candidate: Candidate, rank: int, stored_counts: bool) -> BlockItem:
     """One entry per document: its shown chunks joined in document order, and its best chunk
-    alone to stand in when they do not fit whole."""
+    alone to stand in when they do not fit whole. `stored_counts`: the chunks' stored token
+    counts are in the block's encoding."""
     chunk = candidate.chunk
-    fallback = None
-    if candidate.parts:
-        alone = replace(candidate, parts=())
-        fallback = BlockItem(key=f"{chunk.doc_id}#{chunk.ord}", text=chunk.text, rank=rank,
-                             order=rank, cuttable=True, render=_document_renderer(alone),
-                             payload=alone)
-    return BlockItem(key=f"{chunk.doc_id}#{chunk.ord}", text=candidate.text, rank=rank,
-                     order=rank, cuttable=True, render=_document_renderer(candidate),
-                     payload=candidate, fallback=fallback)
+    key = f"{chunk.doc_id}#{chunk.ord}"
+    chunk_tokens = chunk.tokens if stored_counts else None
+    if not candidate.parts:
+        return BlockItem(key=key, text=chunk.text, rank=rank, order=rank, cuttable=True,
+                         head=_document_head(candidate), payload=candidate,
+                         text_tokens=chunk_tokens)
+    alone = replace(candidate, parts=())
+    fallback = BlockItem(key=key, text=chunk.text, rank=rank, order=rank, cuttable=True,
+                         head=_document_head(alone), payload=alone, text_tokens=chunk_tokens)
+    return BlockItem(key=key, text=candidate.text, rank=rank, order=rank, cuttable=True,
+                     head=_document_head(candidate), payload=candidate, fallback=fallback)
 
 
 def _served(response: AssembleResponse, timings: dict[str, float],
@@ -325,13 +331,13 @@ def _served(response: AssembleResponse, timings: dict[str, float],
     return response
 
 
-def _document_renderer(candidate: Candidate) -> Callable[[int, str], str]:
+def _document_head(candidate: Candidate) -> Callable[[int], str]:
     chunk = candidate.chunk
     title = f" — {chunk.title}" if chunk.title else ""
     ords = candidate.chunk_ords
     parts = f"chunk {ords[0]}" if len(ords) == 1 else "chunks " + ", ".join(map(str, ords))
 
-    def render(number: int, text: str) -> str:
-        return f"[{number}] {chunk.doc_id} ({parts}){title}\n{text}"
+    def head(number: int) -> str:
+        return f"[{number}] {chunk.doc_id} ({parts}){title}\n"
 
-    return render
+    return head

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,73 @@ class TiktokenCounter:
 
     def decode(self, tokens: Sequence[int]) -> str:
         return self._encoding.decode(list(tokens))
+
+    def token_ends(self, tokens: Sequence[int]) -> list[int]:
+        """The UTF-8 byte offset where each of `tokens` ends in the text they encode."""
+        return list(accumulate(map(len, self._encoding.decode_tokens_bytes(list(tokens)))))
+
+    @property
+    def cuts_known(self) -> bool:
+        """Whether `is_cut` holds for this encoding (its pre-tokeniser was checked for it)."""
+        return self._name in _CUT_ENCODINGS
+
+
+# Where a text may be cut so that its tokens are exactly the tokens of its two sides. tiktoken
+# splits a text into pieces with its encoding's pattern and encodes each piece on its own, so
+# a position that no piece can straddle is such a cut: the pieces before it are the same
+# whatever follows (none of them looks past it), and those after it are those of the rest alone
+# (the patterns look only forward). With the patterns of cl100k_base and o200k_base (and
+# o200k_harmony, the same pattern), no piece straddles
+#   - a space that follows a non-space character: a space starts a piece or continues a run
+#     of white space, and a piece that starts with a space does not reach back; or
+#   - the end of a line break followed by a character that is neither white space nor "/":
+#     runs of line breaks end at such a character, and the one-character prefix of a word
+#     piece is never a line break (o200k lets "/" follow punctuation and line breaks).
+# tests/core/test_tokens.py checks both rules for every character of the Basic Multilingual
+# Plane on each of these encodings; other encodings are always counted whole.
+_CUT_ENCODINGS = frozenset({DEFAULT_ENCODING, "o200k_base", "o200k_harmony"})
+
+
+def is_cut(text: str, at: int) -> bool:
+    """Whether `text[:at]` and `text[at:]` tokenise apart exactly as `text` does (see above).
+
+    >>> is_cut("one two", 3), is_cut("line\\nnext", 5), is_cut("one  two", 4)
+    (True, True, False)
+    """
+    if not 0 < at < len(text):
+        return at in (0, len(text))
+    after, before = text[at], text[at - 1]
+    if after == " ":
+        return not before.isspace()
+    return before == "\n" and not after.isspace() and after != "/"
+
+
+def appended_count(counter: TiktokenCounter, text: str, tokens: int, suffix: str) -> int:
+    """Tokens of `text + suffix`, given that `text` has `tokens`. Only the end of `text` from
+    its last cut on is encoded again, with `suffix`: before that cut its tokens stay.
+
+    >>> counter = get_counter()
+    >>> text, suffix = "It ends here.", "\\n\\n"
+    >>> appended_count(counter, text, counter.count(text), suffix) == counter.count(text + suffix)
+    True
+    """
+    start = _last_cut(text) if counter.cuts_known else None
+    if start is None:
+        return counter.count(text + suffix)
+    tail = text[start:]
+    return tokens - counter.count(tail) + counter.count(tail + suffix)
+
+
+def _last_cut(text: str) -> int | None:
+    """The last cut of `text` at a space, searching back at most 256 characters."""
+    at = len(text)
+    floor = max(1, len(text) - 256)
+    while True:
+        at = text.rfind(" ", floor, at)
+        if at <= 0:
+            return None
+        if not text[at - 1].isspace():
+            return at
 
 
 _load_lock = threading.Lock()
