@@ -37,6 +37,7 @@ from contextd.models import (
     UsedDocument,
 )
 from contextd.namespaces import NamespaceRegistry
+from contextd.retrieval.documents import joined_parts
 from contextd.retrieval.ranker import Ranker
 from contextd.retrieval.retriever import STORE_READS, Candidate, ChunkReads, Retriever
 from contextd.sessions import SessionService, content_tokens, parse_messages
@@ -227,9 +228,8 @@ class AssemblePipeline:
         duplicates: list[Candidate], documents_budget: int, counter: TiktokenCounter,
     ) -> AssembleResponse:
         # Chunks were counted with the configured encoding when they were stored.
-        stored_counts = counter.encoding_name == self.settings.encoding
-        items = [_document_item(c, rank, stored_counts)
-                 for rank, c in enumerate(candidates, start=1)]
+        stored = counter if counter.encoding_name == self.settings.encoding else None
+        items = [_document_item(c, rank, stored) for rank, c in enumerate(candidates, start=1)]
         block = pack_block(DOCUMENTS_HEADER, items, max(documents_budget, 0), counter,
                            role=req.documents_role,
                            min_partial_tokens=self.settings.min_partial_tokens)
@@ -305,13 +305,14 @@ class AssemblePipeline:
             timings_ms={})
 
 
-def _document_item(candidate: Candidate, rank: int, stored_counts: bool) -> BlockItem:
+def _document_item(candidate: Candidate, rank: int,
+                   stored: TiktokenCounter | None) -> BlockItem:
     """One entry per document: its shown chunks joined in document order, and its best chunk
-    alone to stand in when they do not fit whole. `stored_counts`: the chunks' stored token
-    counts are in the block's encoding."""
+    alone to stand in when they do not fit whole. `stored`: the block's counter when the
+    chunks' stored token counts are in its encoding."""
     chunk = candidate.chunk
     key = f"{chunk.doc_id}#{chunk.ord}"
-    chunk_tokens = chunk.tokens if stored_counts else None
+    chunk_tokens = chunk.tokens if stored is not None else None
     if not candidate.parts:
         return BlockItem(key=key, text=chunk.text, rank=rank, order=rank, cuttable=True,
                          head=_document_head(candidate), payload=candidate,
@@ -319,8 +320,10 @@ def _document_item(candidate: Candidate, rank: int, stored_counts: bool) -> Bloc
     alone = replace(candidate, parts=())
     fallback = BlockItem(key=key, text=chunk.text, rank=rank, order=rank, cuttable=True,
                          head=_document_head(alone), payload=alone, text_tokens=chunk_tokens)
-    return BlockItem(key=key, text=candidate.text, rank=rank, order=rank, cuttable=True,
-                     head=_document_head(candidate), payload=candidate, fallback=fallback)
+    text, tokens = joined_parts(candidate.parts, stored)
+    return BlockItem(key=key, text=text, rank=rank, order=rank, cuttable=True,
+                     head=_document_head(candidate), payload=candidate, fallback=fallback,
+                     text_tokens=tokens)
 
 
 def _served(response: AssembleResponse, timings: dict[str, float],

@@ -332,6 +332,33 @@ def appended_count(counter: TiktokenCounter, text: str, tokens: int, suffix: str
     return tokens - counter.count(tail) + counter.count(tail + suffix)
 
 
+def prepended_count(counter: TiktokenCounter, prefix: str, text: str, tokens: int) -> int:
+    """Tokens of `prefix + text`, given that `text` has `tokens`. Only the start of `text` up
+    to its first cut is encoded again, with `prefix`: after that cut its tokens stay.
+
+    >>> counter = get_counter()
+    >>> text = "Then it went on."
+    >>> prepended_count(counter, " ", text, counter.count(text)) == counter.count(" " + text)
+    True
+    """
+    end = _first_cut(text) if counter.cuts_known else None
+    if end is None:
+        return counter.count(prefix + text)
+    head = text[:end]
+    return tokens - counter.count(head) + counter.count(prefix + head)
+
+
+def _first_cut(text: str) -> int | None:
+    """The first cut of `text` at a space, searching at most 256 characters."""
+    at, limit = 0, min(len(text), 256)
+    while True:
+        at = text.find(" ", at + 1, limit)
+        if at <= 0:
+            return None
+        if not text[at - 1].isspace():
+            return at
+
+
 def _last_cut(text: str) -> int | None:
     """The last cut of `text` at a space, searching back at most 256 characters."""
     at = len(text)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from contextd.chunking import split_sentences
 from contextd.store.records import ChunkRow
+from contextd.tokens import TiktokenCounter, is_cut, prepended_count
 
 # A neighbour joins its document's result when its own fused score is at least this share of
 # the best chunk's: retrieved at all is too weak a test (deep bm25 lists match stray terms).
@@ -75,24 +76,62 @@ def join_parts(parts: Sequence[ChunkRow]) -> str:
         >>> join_parts(rows)
         'One. Two. Three. Four.'
     """
+    return joined_parts(parts)[0]
+
+
+def joined_parts(parts: Sequence[ChunkRow],
+                 counter: TiktokenCounter | None = None) -> tuple[str, int | None]:
+    """`join_parts` of `parts` and, with `counter` (the encoding the parts' stored counts are
+    in), its tokens from those counts: where the next chunk's new sentences start at a cut
+    (`contextd.tokens.is_cut`), the joined text's tokens are the chunks' less the shared
+    sentences' own, so only those are encoded. None when some join is not such a cut.
+
+        >>> from contextd.tokens import get_counter
+        >>> counter = get_counter()
+        >>> rows = [ChunkRow(i, "d", i, None, text, counter.count(text), {}, None)
+        ...         for i, text in enumerate(["One. Two. Three.", "Three. Four."])]
+        >>> text, tokens = joined_parts(rows, counter)
+        >>> text, tokens == counter.count(text)
+        ('One. Two. Three. Four.', True)
+    """
     text = ""
+    tokens: int | None = None
+    counting = counter is not None and counter.cuts_known
     previous: ChunkRow | None = None
     for part in sorted(parts, key=lambda p: p.ord):
         if previous is None:
-            text = part.text
-        elif part.ord != previous.ord + 1:
-            text += " … " + part.text
+            text, tokens = part.text, part.tokens if counting else None
         else:
-            text += _after_overlap(text, part.text)
+            shared = (_shared_prefix(text, part.text) if part.ord == previous.ord + 1
+                      else None)
+            rest = part.text if shared is None else part.text[shared:].lstrip()
+            added = " … " + rest if shared is None else " " + rest if rest else ""
+            if tokens is not None and counter is not None and added:
+                tokens = _added_tokens(counter, text, tokens, part, shared, added)
+            text += added
         previous = part
-    return text
+    return text, tokens
 
 
-def _after_overlap(before: str, after: str) -> str:
-    """`after` without its leading sentences that `before` ends with, with a separator."""
+def _added_tokens(counter: TiktokenCounter, text: str, tokens: int, part: ChunkRow,
+                  shared: int | None, added: str) -> int | None:
+    """Tokens of `text + added`, where `added` is the separator and the part of `part`'s text
+    not shared with `text`: `text`'s tokens and `added`'s, when the join is a cut."""
+    if not is_cut(text + added, len(text)):
+        return None
+    if shared and part.text[shared:] == added and is_cut(part.text, shared):
+        # `added` is the chunk from the space after its shared sentences on, a cut of it.
+        return tokens + part.tokens - counter.count(part.text[:shared])
+    if not shared and added.endswith(part.text):
+        return tokens + prepended_count(counter, added[:-len(part.text)], part.text,
+                                        part.tokens)
+    return None
+
+
+def _shared_prefix(before: str, after: str) -> int:
+    """The end of `after`'s leading sentences that `before` ends with (0: none)."""
     shared = 0
     for _, end in split_sentences(after):
         if before.endswith(after[:end]):
             shared = end
-    rest = after[shared:].lstrip()
-    return (" " + rest) if rest else ""
+    return shared

@@ -8,6 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contextd.assembler import SEPARATOR, BlockItem, pack_block
+from contextd.chunking import SentenceChunker
+from contextd.retrieval.documents import join_parts, joined_parts
+from contextd.store.records import ChunkRow
 from contextd.tokens import appended_count, get_counter, is_cut, message_framing, message_tokens
 
 # o200k_harmony has o200k_base's pattern and ranks, so its cuts are these.
@@ -112,3 +115,38 @@ def test_sentences_that_fit_are_kept_when_an_entry_is_cut() -> None:
     longer = text[:len(shown) + text[len(shown) + 1:].index(".") + 2] + " …"
     more = block.content.replace(shown + " …", longer)
     assert message_tokens({"role": "system", "content": more}, counter) > 120
+
+
+WORDS = st.sampled_from(["cells", "The", "protein", "x/y", "3.5", "(p<0.01)", "é", "日本",
+                         "don't", "—", "“quoted”", "/path", "rate"])
+SENTENCES = st.lists(WORDS, min_size=1, max_size=9).map(lambda w: " ".join(w) + ".")
+
+
+@pytest.mark.parametrize("name", ENCODINGS)
+@settings(max_examples=150, deadline=None)
+@given(sentences=st.lists(SENTENCES, min_size=2, max_size=25), spaces=st.sampled_from(
+    [" ", "  ", "\n"]), pick=st.lists(st.integers(0, 30), min_size=1, max_size=4, unique=True))
+def test_joined_chunks_are_counted_from_their_stored_counts(
+        name: str, sentences: list[str], spaces: str, pick: list[int]) -> None:
+    counter = get_counter(name)
+    chunks = SentenceChunker(counter, chunk_tokens=24, overlap_tokens=8).split(
+        spaces.join(sentences))
+    rows = [ChunkRow(i, "d", c.index, None, c.text, c.tokens, {}, None)
+            for i, c in enumerate(chunks)]
+    parts = [rows[i % len(rows)] for i in pick]
+    parts = list({p.ord: p for p in parts}.values())
+    text, tokens = joined_parts(parts, counter)
+    assert text == join_parts(parts)
+    assert tokens is None or tokens == counter.count(text)
+
+
+def test_chunks_of_prose_join_without_encoding_them_again() -> None:
+    counter = get_counter()
+    prose = " ".join(f"Finding {i} shows that the rate of change was {i}.5 percent."
+                     for i in range(30))
+    chunks = SentenceChunker(counter, chunk_tokens=64, overlap_tokens=16).split(prose)
+    rows = [ChunkRow(i, "d", c.index, None, c.text, c.tokens, {}, None)
+            for i, c in enumerate(chunks)]
+    for parts in (rows[:2], rows[1:4], [rows[0], rows[2]]):
+        text, tokens = joined_parts(parts, counter)
+        assert tokens == counter.count(text)
