@@ -3,8 +3,10 @@
 Each section is its own message, so a message's cost is counted on its final text and the
 prompt's total is exactly the sum of its messages plus reply priming. Blocks of entries
 (documents, recalled turns) are packed greedily in priority order, an entry that does not fit
-whole is cut at a sentence boundary when a useful part fits, and the finished message is
-counted exactly and trimmed if joining changed the count.
+whole is cut at a sentence boundary when a useful part fits. The message's tokens are the sum
+of its parts, each ending at a tokeniser cut (`contextd.tokens.is_cut`), so stored counts of
+chunks serve as they are; where a part does not end at a cut, the finished message is counted
+whole and trimmed if joining changed the count.
 
     >>> from contextd.tokens import get_counter
     >>> block = pack_block("Context:", [BlockItem("a", "One. Two.", rank=1)], 40, get_counter())
