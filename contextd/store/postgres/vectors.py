@@ -1,8 +1,9 @@
 """Dense search in pgvector: `contextd.store.protocols.VectorIndex` over a namespace's
 `vectors` table and its HNSW index (inner product).
 
-Unrestricted searches walk the HNSW graph with `hnsw.ef_search` at least twice `k`; should
-the graph return fewer than `k` of the rows it holds, the search is repeated exactly. A search
+Unrestricted searches walk the HNSW graph with `hnsw.ef_search` at least twice `k` (and at
+least the `hnsw_ef_search` setting, `HnswParams.ef_search_for`); should the graph return
+fewer than `k` of the rows it holds, the search is repeated exactly. A search
 restricted to `allowed` ids (a metadata filter) is exact over those rows inside the database:
 an HNSW walk that filters afterwards can return fewer than `k`, so it is never used for one.
 The table is the index: nothing is derived, and every replica reads the same rows.
@@ -20,9 +21,9 @@ import numpy as np
 from psycopg import sql
 
 from contextd.store.postgres.database import Database
+from contextd.store.postgres.hnsw import EF_SEARCH_RANGE, HnswParams
 
-MIN_EF_SEARCH = 40
-MAX_EF_SEARCH = 1000  # pgvector's limit
+MAX_EF_SEARCH = EF_SEARCH_RANGE[1]  # pgvector's limit: a larger k is searched exactly
 
 
 class PgVectorIndex:
@@ -33,8 +34,11 @@ class PgVectorIndex:
     measured_recall: float | None = None
 
     def __init__(self, db: Database, schema: str, dim: int,
-                 seq_of: Callable[[], int] | None = None) -> None:
+                 seq_of: Callable[[], int] | None = None,
+                 params: HnswParams | None = None) -> None:
         self.db = db
+        self.schema = schema
+        self.params = params or HnswParams()
         self._s = sql.Identifier(schema)
         self._dim = dim
         self._seq_of = seq_of
@@ -85,7 +89,7 @@ class PgVectorIndex:
             if allowed is not None:
                 rows = self._exact(conn, q, k, [int(i) for i in allowed])
             else:
-                ef = min(MAX_EF_SEARCH, max(MIN_EF_SEARCH, 2 * k))
+                ef = self.params.ef_search_for(k)
                 rows = []
                 if k <= MAX_EF_SEARCH:
                     conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
