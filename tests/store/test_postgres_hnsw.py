@@ -1,5 +1,5 @@
-"""The PostgreSQL store's HNSW index: the build parameters from the settings, their
-validation, and rebuilding an index while it serves."""
+"""The PostgreSQL store's HNSW index: batched search equal to single searches, the build
+parameters from the settings, their validation, and rebuilding an index while it serves."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from contextd.store.postgres.hnsw import (
     REBUILD_LOCK_BASE,
     HnswParams,
     check_params,
+    hnsw_indexes,
     rebuild,
 )
 from contextd.store.postgres.namespace import PostgresCatalog, PostgresNamespace
@@ -71,6 +72,68 @@ def walk_alone(ns: PostgresNamespace, q: np.ndarray, k: int, ef: int) -> list[in
         return [r[0] for r in conn.execute(
             f"SELECT id FROM {ns.schema}.vectors ORDER BY embedding <#> %s LIMIT %s",
             (q, k))]
+
+
+@pytest.mark.parametrize("k", [1, 10, 60, 1200, N + 5])
+def test_search_many_gives_each_row_what_search_gives_it(ns: PostgresNamespace, k: int) -> None:
+    queries = clustered(24, 2)
+    rng = np.random.default_rng(3)
+    for allowed in (None, np.sort(rng.choice(np.arange(1, N + 1), 150, replace=False)),
+                    np.array([7, 8, 9])):
+        found = ns.index.search_many(queries, k, allowed)
+        assert len(found) == len(queries)
+        for q, (scores, ids) in zip(queries, found, strict=True):
+            alone_scores, alone_ids = ns.index.search(q, k, allowed)
+            assert ids.tolist() == alone_ids.tolist()
+            assert scores.tolist() == alone_scores.tolist()
+            expected = min(k, N if allowed is None else len(allowed))
+            assert len(ids) == expected and len(set(ids.tolist())) == expected
+            if allowed is not None:
+                assert set(ids.tolist()) <= set(allowed.tolist())
+            # Scores are the inner products, best first.
+            stored = clustered(N, 1)[ids - 1]
+            np.testing.assert_allclose(scores, stored @ q, rtol=1e-5, atol=1e-5)
+            assert np.all(np.diff(scores) <= 1e-6)
+
+
+def test_a_batched_walk_is_the_walk_of_each_row_alone(ns: PostgresNamespace) -> None:
+    queries = clustered(16, 4)
+    for k in (5, 30):
+        ef = ns.index.params.ef_search_for(k)
+        found = ns.index.search_many(queries, k)
+        assert [ids.tolist() for _, ids in found] == [walk_alone(ns, q, k, ef)
+                                                       for q in queries]
+
+
+def test_search_many_edges(ns: PostgresNamespace) -> None:
+    assert ns.index.search_many(np.empty((0, DIM), np.float32), 5) == []
+    none = ns.index.search_many(clustered(3, 5), 0)
+    assert [len(ids) for _, ids in none] == [0, 0, 0]
+    empty = ns.index.search_many(clustered(2, 5), 5, np.array([], np.int64))
+    assert [len(ids) for _, ids in empty] == [0, 0]
+    # The same vector twice in a batch gets the same answer twice.
+    q = clustered(1, 6)
+    a, b = ns.index.search_many(np.vstack([q, q]), 10)
+    assert a[1].tolist() == b[1].tolist()
+
+
+def test_the_batched_walk_uses_the_hnsw_index(ns: PostgresNamespace) -> None:
+    from psycopg import sql
+
+    from contextd.store.postgres.vectors import _WALK
+
+    with ns.db.connection() as conn:
+        plan = "\n".join(r[0] for r in conn.execute(
+            sql.SQL("EXPLAIN " + _WALK).format(s=sql.Identifier(ns.schema)),
+            (list(clustered(4, 7)), 10)))
+    assert "Nested Loop" in plan
+    index = hnsw_indexes_names(ns)[0]
+    assert f"Index Scan using {index}" in plan and "Order By: (embedding <#> q.v)" in plan
+
+
+def hnsw_indexes_names(ns: PostgresNamespace) -> list[str]:
+    with ns.db.connection() as conn:
+        return [b.name for b in hnsw_indexes(conn, ns.schema)]
 
 
 def test_the_settings_build_a_new_namespaces_index(postgres_url: str, tmp_path: Path) -> None:
@@ -144,8 +207,7 @@ def test_reindex_refuses_bad_parameters_and_a_store_less_setup(
 def recall(ns: PostgresNamespace, queries: np.ndarray, k: int) -> float:
     data = clustered(N, 1)
     hits = 0
-    for q in queries:
-        ids = ns.index.search(q, k)[1]
+    for q, (_, ids) in zip(queries, ns.index.search_many(queries, k), strict=True):
         truth = set((np.argsort(-(data @ q), kind="stable")[:k] + 1).tolist())
         hits += len(truth & set(ids.tolist()))
     return hits / (k * len(queries))
@@ -164,8 +226,7 @@ def test_rebuild_changes_the_parameters_while_searches_go_on(
 
     def search_meanwhile() -> None:
         while not stop.is_set():
-            for q in queries[:4]:
-                ids = ns.index.search(q, 10)[1]
+            for _, ids in ns.index.search_many(queries[:4], 10):
                 if len(ids) != 10:
                     failures.append(f"{len(ids)} hits")
 
