@@ -30,17 +30,19 @@ from contextd.store.postgres.hnsw import EF_SEARCH_RANGE, HnswParams
 
 MAX_EF_SEARCH = EF_SEARCH_RANGE[1]  # pgvector's limit: a larger k is searched exactly
 
+# The query vectors travel as one binary vector[] (%b): as text, psycopg and the server
+# would print and parse every float, which cost more than the searches at n = 10k.
 # Each query row (its ordinal `ord`) with its top k, in the order its search returned them
 # (`rank`: the walk's order, kept through the join and the final sort).
 _WALK = (
-    "SELECT q.ord, r.id, r.distance FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, ord) "
+    "SELECT q.ord, r.id, r.distance FROM unnest(%b::vector[]) WITH ORDINALITY AS q(v, ord) "
     "CROSS JOIN LATERAL (SELECT id, distance, row_number() OVER () AS rank FROM ("
     "SELECT id, embedding <#> q.v AS distance FROM {s}.vectors "
     "ORDER BY embedding <#> q.v LIMIT %s) walk) r ORDER BY q.ord, r.rank")
 # A materialised set has no index to walk: every candidate row is scored, ties by id.
 _EXACT = (
     "WITH candidates AS MATERIALIZED (SELECT id, embedding FROM {s}.vectors {where}) "
-    "SELECT q.ord, r.id, r.distance FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, ord) "
+    "SELECT q.ord, r.id, r.distance FROM unnest(%b::vector[]) WITH ORDINALITY AS q(v, ord) "
     "CROSS JOIN LATERAL (SELECT id, embedding <#> q.v AS distance FROM candidates "
     "ORDER BY distance, id LIMIT %s) r ORDER BY q.ord, r.distance, r.id")
 
