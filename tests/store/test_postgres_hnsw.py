@@ -301,3 +301,36 @@ def test_reindex_command(ns: PostgresNamespace, postgres_url: str, tmp_path: Pat
     assert report["built"] and report["index"] == "vectors_hnsw_m12_efc48"
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["built"] is False
+
+
+def test_a_batch_on_postgresql_searches_each_group_in_one_call(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextd.store.postgres.vectors import PgVectorIndex
+
+    docs = [{"id": f"note-{i}", "text": f"Note {i} on refunds, parcels and shipping times.",
+             "metadata": {"team": "support" if i % 2 else "sales"}} for i in range(12)]
+    settings = Settings(embedder="hash", store=postgres_url, batch_wait_ms=0)
+    with Engine(tmp_path, settings, embedder=HashEmbedder()) as engine:
+        engine.upsert_documents(docs)
+        requests = [{"query": q, "max_tokens": 600} for q in
+                    ("refund window", "shipping time", "vitamin d", "parcels")]
+        requests += [{"query": "refunds", "max_tokens": 600, "filters": {"team": "support"}},
+                     {"query": "shipping", "max_tokens": 600, "filters": {"team": "support"}},
+                     {"query": "parcels", "max_tokens": 600, "filters": {"team": "nobody"}}]
+        sizes: list[int] = []
+        search_many = PgVectorIndex.search_many
+
+        def counted(index, queries, k, allowed=None):
+            sizes.append(len(np.reshape(queries, (-1, index.dim))))
+            return search_many(index, queries, k, allowed)
+
+        monkeypatch.setattr(PgVectorIndex, "search_many", counted)
+        results = engine.assemble_batch(requests)
+        # One call for the unfiltered queries, one for the filtered; none for an empty filter.
+        assert sorted(sizes) == [2, 4]
+        assert {d.id for d in results[4].documents} <= {d["id"] for d in docs[1::2]}
+        assert results[6].documents == []
+        for request, result in zip(requests, results, strict=True):
+            single = engine.assemble(**request, cache=False)
+            assert (result.model_dump(exclude={"assembly_id", "cache", "timings_ms"})
+                    == single.model_dump(exclude={"assembly_id", "cache", "timings_ms"}))
