@@ -300,7 +300,7 @@ def bench_batch(catalog, n: int, args, dim: int = 384) -> dict:
     from contextd.store.postgres.vectors import PgVectorIndex
 
     data = embeddings_like(n, dim, 0)
-    qs = embeddings_like(args.batch_size * 8, dim, 3)
+    qs = embeddings_like(args.batch_size * 8, dim, 0)  # seed 0: the corpus's topics
     m, efc = args.build_pairs[0]
     _, schema, timings = load_vectors(catalog, f"bench-{n}", data, m=m, ef_construction=efc,
                                       build_timeout_s=args.build_timeout_s)
