@@ -109,8 +109,9 @@ class PgVectorIndex:
 
     def search_many(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
                     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Top-k (inner products, ids) for each row of `queries` (n, dim), in one statement
-        (two when some row's walk came back short and is searched exactly).
+        """Top-k (inner products, ids) for each row of `queries` (n, dim), best first, never
+        padded: one search statement for all rows in one transaction, and one more, exact,
+        for the rows whose walk came back short of k (of fewer rows than the table holds).
 
             >>> found = index.search_many(np.eye(2, dtype=np.float32), 1)  # doctest: +SKIP
             >>> [ids.tolist() for _, ids in found]  # doctest: +SKIP
