@@ -290,9 +290,14 @@ def cmd_namespaces_reindex(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy a data directory's namespaces into PostgreSQL, then check every count."""
+    from contextd.settings import Settings
     from contextd.store.postgres.copy import copy_data_directory
+    from contextd.store.postgres.hnsw import HnswParams
 
-    report = copy_data_directory(Path(args.source), args.target, args.namespaces or None)
+    # The HNSW parameters of the namespaces it creates: CONTEXTD_HNSW_* or the config file.
+    hnsw = HnswParams.from_settings(Settings.from_env())
+    report = copy_data_directory(Path(args.source), args.target, args.namespaces or None,
+                                 hnsw)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -334,3 +334,21 @@ def test_a_batch_on_postgresql_searches_each_group_in_one_call(
             single = engine.assemble(**request, cache=False)
             assert (result.model_dump(exclude={"assembly_id", "cache", "timings_ms"})
                     == single.model_dump(exclude={"assembly_id", "cache", "timings_ms"}))
+
+
+def test_migrate_builds_the_namespaces_it_creates_with_the_settings(
+        postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "source"
+    with Engine(source, Settings(embedder="hash", batch_wait_ms=0),
+                embedder=HashEmbedder()) as engine:
+        engine.upsert_documents([{"id": "d1", "text": "Olive groves in the valley."}])
+    monkeypatch.setenv("CONTEXTD_HNSW_M", "20")
+    monkeypatch.setenv("CONTEXTD_HNSW_EF_CONSTRUCTION", "70")
+    assert main(["migrate", "--from", str(source), "--to", postgres_url]) == 0
+    capsys.readouterr()
+    with psycopg.connect(postgres_url) as conn:
+        ns_id = conn.execute("SELECT id FROM contextd.namespaces WHERE name = 'default'"
+                             ).fetchone()[0]
+    [(_, options, valid)] = reloptions(postgres_url, f"ns_{ns_id}")
+    assert sorted(options) == ["ef_construction=70", "m=20"] and valid
