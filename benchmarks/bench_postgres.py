@@ -16,6 +16,15 @@ pgserver, with --shared-buffers.
     python benchmarks/bench_postgres.py --sizes 10000,100000
     python benchmarks/bench_postgres.py --sizes 1000000 --queries 100 --out out/pg_1m.json
     python benchmarks/bench_postgres.py --sizes 0 --scifact ../shared/data/beir-scifact
+    python benchmarks/bench_postgres.py --batch --sizes 10000,100000 --build-pairs 16:64,32:128
+
+--batch: 32 queries answered by one `PgVectorIndex.search_many` against 32 `search` calls
+(each its own pooled transaction, as an item-by-item batch searches) and against the 32
+statements sent in one psycopg pipeline, at k 10 and k 200 (the default retrieval depth);
+ms per query and speedup, medians over --rounds. At the --build-n size, each (m,
+ef_construction) of --build-pairs is built through `contextd.store.postgres.hnsw.rebuild`
+(CREATE INDEX CONCURRENTLY, the operator's path), with build time and recall@10 against exact
+at each --build-ef value.
 """
 
 from __future__ import annotations
@@ -235,6 +244,93 @@ def bench_vectors(catalog, n: int, queries: int, args, dim: int = 384) -> dict:
             "ef_construction": args.ef_construction, **timings}}
 
 
+def pipelined(db, schema: str, k: int, ef: int):
+    """The rows' walks as separate statements in one psycopg pipeline (one transaction)."""
+    from psycopg import sql
+
+    q_sql = sql.SQL("SELECT id, embedding <#> %s FROM {}.vectors ORDER BY embedding <#> %s "
+                    "LIMIT %s").format(sql.Identifier(schema))
+
+    def search(qs: np.ndarray) -> list[list[int]]:
+        with db.connection() as conn:
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+            with conn.pipeline():
+                curs = [conn.execute(q_sql, (q, q, k)) for q in qs]
+            return [[r[0] for r in c.fetchall()] for c in curs]
+
+    return search
+
+
+def batch_rows(pg, n: int, qs: np.ndarray, args) -> list[dict]:
+    """ms per query of 32 queries: search_many, a loop of search, and a pipeline."""
+    rows = []
+    groups = [qs[i:i + args.batch_size] for i in range(0, len(qs), args.batch_size)]
+    groups = [g for g in groups if len(g) == args.batch_size]
+    for k in (10, 200):
+        ef = pg.params.ef_search_for(k)
+        pipe = pipelined(pg.db, pg.schema, k, ef)
+        ways = {"loop of search": lambda g, k=k: [pg.search(q, k)[1] for q in g],
+                "search_many": lambda g, k=k: [ids for _, ids in pg.search_many(g, k)],
+                "pipeline": pipe}
+        for way in ways.values():  # warm: the graph in shared buffers, plans cached
+            way(groups[0])
+        times: dict[str, list[float]] = {name: [] for name in ways}
+        same = True
+        for r in range(args.rounds):
+            g = groups[r % len(groups)]
+            found = {}
+            for name in (list(ways) if r % 2 == 0 else list(ways)[::-1]):  # alternate order
+                started = time.perf_counter()
+                found[name] = ways[name](g)
+                times[name].append((time.perf_counter() - started) * 1e3 / len(g))
+            same &= all(list(a) == list(b) for a, b in zip(found["loop of search"],
+                                                           found["search_many"], strict=True))
+        loop = float(np.median(times["loop of search"]))
+        for name, ms in times.items():
+            med = float(np.median(ms))
+            rows.append({"n": n, "k": k, "ef_search": ef, "way": name,
+                         "ms_per_query": med, "p95_ms_per_query": float(np.percentile(ms, 95)),
+                         "speedup_vs_loop": loop / med, "same_ids_as_loop": same})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def bench_batch(catalog, n: int, args, dim: int = 384) -> dict:
+    from contextd.store.postgres.hnsw import HnswParams, rebuild
+    from contextd.store.postgres.vectors import PgVectorIndex
+
+    data = embeddings_like(n, dim, 0)
+    qs = embeddings_like(args.batch_size * 8, dim, 0)  # seed 0: the corpus's topics
+    m, efc = args.build_pairs[0]
+    _, schema, timings = load_vectors(catalog, f"bench-{n}", data, m=m, ef_construction=efc,
+                                      build_timeout_s=args.build_timeout_s)
+    pg = PgVectorIndex(catalog.db, schema, dim, params=HnswParams(m, efc))
+    print({"n": n, "m": m, "ef_construction": efc,
+           **{k: v for k, v in timings.items() if k != "build_progress"}}, flush=True)
+    out: dict = {"batch": batch_rows(pg, n, qs, args), "builds": []}
+    if n != args.build_n:
+        return out
+    truth = exact_top(data, qs, 10)
+    for i, (m, efc) in enumerate(args.build_pairs):
+        if i == 0:
+            built = {"build_s": timings["build_s"], "how": "CREATE INDEX after COPY"}
+        else:
+            report = rebuild(catalog.db.url, f"bench-{n}", HnswParams(m, efc),
+                             maintenance_work_mem="6GB")
+            built = {"build_s": report["seconds"], "how": "rebuild (CREATE INDEX CONCURRENTLY)"}
+        for ef in args.build_ef:
+            found, times = timed_searches(ef_search_walk(catalog.db, schema, 10, ef), qs)
+            out["builds"].append({"n": n, "m": m, "ef_construction": efc, **built,
+                                  "ef_search": ef, **times,
+                                  "recall@10": recall_at_10(found, truth)})
+            print(out["builds"][-1], flush=True)
+    return out
+
+
+def pairs(text: str) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in (p.split(":") for p in text.split(",") if p)]
+
+
 def bench_scifact(store: str, dataset: Path, data_dir: Path) -> list[dict]:
     from contextd import Engine, Settings
     from contextd.eval.beir_runner import run_beir
@@ -270,6 +366,15 @@ def main() -> None:
     parser.add_argument("--build-timeout-s", type=float, default=1800)
     parser.add_argument("--shared-buffers", default="4GB",
                         help="for the pgserver started here (restarted once to apply it)")
+    parser.add_argument("--batch", action="store_true",
+                        help="search_many against a loop of search, and builds per --build-pairs")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--build-pairs", type=pairs, default=[(16, 64), (32, 128)],
+                        help="m:ef_construction,... (the first also serves the batch runs)")
+    parser.add_argument("--build-n", type=int, default=100_000)
+    parser.add_argument("--build-ef", type=lambda t: [int(x) for x in t.split(",") if x],
+                        default=[40, 200])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--scifact", type=Path, help="a BEIR folder to score on both backends")
     parser.add_argument("--data-dir", type=Path, help="for --scifact (default: a temp dir)")
@@ -299,7 +404,17 @@ def main() -> None:
             out["server"]["pgvector"] = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
         print(out["server"], flush=True)
+        if args.batch:
+            out["batch"], out["builds"] = [], []
         for n in [int(s) for s in args.sizes.split(",") if int(s) > 0]:
+            if args.batch:
+                result = bench_batch(catalog, n, args)
+                out["batch"] += result["batch"]
+                out["builds"] += result["builds"]
+                catalog.delete(f"bench-{n}")
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(out, indent=2))
+                continue
             result = bench_vectors(catalog, n, args.queries, args)
             for key in ("rows", "filtered"):
                 out["vectors" if key == "rows" else key] += result[key]
@@ -308,6 +423,13 @@ def main() -> None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(out, indent=2))  # kept if a later size fails
         catalog.close()
+        for r in out.get("batch", []):
+            print(f"{r['n']:>8} k {r['k']:>3} ef {r['ef_search']:>4} {r['way']:<16}"
+                  f"{r['ms_per_query']:>8.3f} ms/query  x{r['speedup_vs_loop']:.2f}")
+        for r in out.get("builds", []):
+            print(f"{r['n']:>8} m {r['m']:>3} efc {r['ef_construction']:>4} build "
+                  f"{r['build_s']:>7.1f} s  ef {r['ef_search']:>4} p50 {r['p50_ms']:.2f} ms "
+                  f"recall@10 {r['recall@10']:.3f}")
         print(f"{'n':>8} {'backend':<14}{'k':>4}{'ef':>5}{'p50 ms':>8}{'p95 ms':>8}"
               f"{'recall@10':>10}{'build s':>9}")
         for r in out["vectors"]:

@@ -266,11 +266,38 @@ def cmd_namespaces_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_namespaces_reindex(args: argparse.Namespace) -> int:
+    """Rebuild a PostgreSQL namespace's HNSW index with the given (or configured)
+    parameters, without stopping searches or writes."""
+    from contextd.store.postgres.hnsw import HnswParams, rebuild
+
+    settings = settings_from(args)
+    if not settings.store:
+        raise InvalidRequest("namespaces reindex rebuilds a PostgreSQL store's HNSW index: "
+                             "give --store postgresql://... (or CONTEXTD_STORE)")
+    m = settings.hnsw_m if args.m is None else args.m
+    ef_construction = (settings.hnsw_ef_construction if args.ef_construction is None
+                       else args.ef_construction)
+    try:
+        params = HnswParams(m, ef_construction, settings.hnsw_ef_search)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    report = rebuild(settings.store, args.name, params, force=args.force,
+                     maintenance_work_mem=args.maintenance_work_mem)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy a data directory's namespaces into PostgreSQL, then check every count."""
+    from contextd.settings import Settings
     from contextd.store.postgres.copy import copy_data_directory
+    from contextd.store.postgres.hnsw import HnswParams
 
-    report = copy_data_directory(Path(args.source), args.target, args.namespaces or None)
+    # The HNSW parameters of the namespaces it creates: CONTEXTD_HNSW_* or the config file.
+    hnsw = HnswParams.from_settings(Settings.from_env())
+    report = copy_data_directory(Path(args.source), args.target, args.namespaces or None,
+                                 hnsw)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -467,6 +494,20 @@ def build_parser() -> argparse.ArgumentParser:
                 group_json)
     add_command(actions, "delete", cmd_namespaces_delete, "delete a namespace and all it "
                 "holds").add_argument("name", help="the namespace to delete")
+    p = add_command(actions, "reindex", cmd_namespaces_reindex, "rebuild a PostgreSQL "
+                    "namespace's HNSW vector index with other parameters, while it serves "
+                    "(CREATE INDEX CONCURRENTLY beside the old one, then DROP INDEX "
+                    "CONCURRENTLY; nothing to do when it already has them)")
+    p.add_argument("name", help="the namespace whose index to rebuild")
+    p.add_argument("--m", type=int, default=None,
+                   help="HNSW m (default: the hnsw_m setting)")
+    p.add_argument("--ef-construction", type=int, default=None,
+                   help="HNSW ef_construction (default: the hnsw_ef_construction setting)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the index "
+                   "already has these parameters (REINDEX INDEX CONCURRENTLY)")
+    p.add_argument("--maintenance-work-mem", default=None, metavar="SIZE",
+                   help="maintenance_work_mem of the build, e.g. 6GB (default: the "
+                   "server's); a graph that fits builds much faster")
 
     p = add_command(sub, "sessions", cmd_sessions_list, "list, show or delete the sessions of "
                     "a namespace (default: list)", group_namespace, group_json)

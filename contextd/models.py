@@ -321,6 +321,11 @@ class NamespaceInfo(BaseModel):
     index_recall: float | None = Field(None, description="Recall@10 against exact search, "
                                        "measured when the approximate index was built; null "
                                        "while search is exact.")
+    index_params: dict[str, int] | None = Field(None, description="Parameters of a "
+                                                "PostgreSQL store's HNSW index: m and "
+                                                "ef_construction it was built with, and the "
+                                                "least ef_search of its searches; null for "
+                                                "the embedded index.")
     embedder_runtime: str | None = Field(None, description="Runtime embedding queries and "
                                          "documents in this process (e.g. onnx-int8, "
                                          "onnx-fp32): chosen from the CPU unless set.")

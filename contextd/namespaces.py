@@ -104,10 +104,12 @@ class NamespaceRegistry:
         self.catalog: PostgresCatalog | None = None
         if settings.store:
             from contextd.store.postgres.database import Database
+            from contextd.store.postgres.hnsw import HnswParams
             from contextd.store.postgres.namespace import PostgresCatalog
 
             self.catalog = PostgresCatalog(Database(settings.store,
-                                                    max_size=settings.store_pool_size))
+                                                    max_size=settings.store_pool_size),
+                                           HnswParams.from_settings(settings))
 
     def _lifetime(self, name: str) -> ReadWriteLock:
         with self._lock:

@@ -42,6 +42,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from contextd.auth.keys import KeySpec
 from contextd.errors import InvalidRequest
+from contextd.store.postgres import hnsw
 
 ENV_PREFIX = "CONTEXTD_"
 CONFIG_ENV = "CONTEXTD_CONFIG"
@@ -99,6 +100,19 @@ class Settings(BaseSettings):
                                  "a store call holds one for its transaction, so more than "
                                  "http_threads plus a few for background work is idle. "
                                  "Ignored without store.")
+    hnsw_m: int = Field(hnsw.DEFAULT_M, description="HNSW m (links per vector, 2 to 100) "
+                        "of the vector index a PostgreSQL store builds for a new namespace; "
+                        "an existing namespace keeps the index it was built with until "
+                        "`contextd namespaces reindex` rebuilds it. Ignored without store.")
+    hnsw_ef_construction: int = Field(
+        hnsw.DEFAULT_EF_CONSTRUCTION, description="HNSW ef_construction (candidates kept "
+        "while building, 4 to 1000 and at least 2 x hnsw_m) of the vector index a PostgreSQL "
+        "store builds for a new namespace; as hnsw_m, it applies to new namespaces and "
+        "rebuilds. Ignored without store.")
+    hnsw_ef_search: int = Field(hnsw.DEFAULT_EF_SEARCH, description="Least hnsw.ef_search "
+                                "(1 to 1000) of a PostgreSQL store's vector search: each "
+                                "search walks the HNSW graph with twice its k, never less "
+                                "than this. Ignored without store.")
     embedder: Literal["auto", "onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16", "torch",
                       "onnx", "hash"] = Field(
         "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' picks "
@@ -301,6 +315,16 @@ class Settings(BaseSettings):
                              "postgresql://user:password@host:port/database, or leave it "
                              "unset for SQLite in data_dir")
         return value
+
+    @field_validator("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search")
+    @classmethod
+    def _hnsw_range(cls, value: int, info: Any) -> int:
+        return hnsw.check_range(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _check_hnsw(self) -> Settings:
+        hnsw.check_params(self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search)
+        return self
 
     @field_validator("api_key", "summariser_url", "summariser_api_key", "usage_log",
                      "failure_log", "store", mode="before")

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from contextd.errors import Conflict, ContextdError, NotFound
 from contextd.store.postgres.database import Database
+from contextd.store.postgres.hnsw import HnswParams
 from contextd.store.postgres.namespace import PostgresCatalog, PostgresNamespace
 from contextd.store.records import DocumentWrite, NewChunk
 from contextd.store.sqlite_store import SqliteStore, blob_vector
@@ -49,10 +50,11 @@ def source_namespaces(data_dir: Path) -> dict[str, Path]:
     return {p.name: p / DB_FILE for p in sorted(root.iterdir()) if (p / DB_FILE).exists()}
 
 
-def copy_data_directory(data_dir: Path, url: str,
-                        only: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+def copy_data_directory(data_dir: Path, url: str, only: Sequence[str] | None = None,
+                        hnsw: HnswParams | None = None) -> dict[str, dict[str, int]]:
     """Copy every namespace of `data_dir` (or those in `only`) into the database at `url`;
-    the counts of each, checked equal on both sides."""
+    the counts of each, checked equal on both sides. Namespaces created in the database get
+    their HNSW index built with `hnsw` (pgvector's defaults when None)."""
     sources = source_namespaces(data_dir)
     if only:
         missing = sorted(set(only) - set(sources))
@@ -60,7 +62,7 @@ def copy_data_directory(data_dir: Path, url: str,
             raise NotFound(f"no namespace {', '.join(missing)} in {data_dir}: choose from "
                            f"{', '.join(sources) or 'none'}")
         sources = {name: sources[name] for name in only}
-    catalog = PostgresCatalog(Database(url))
+    catalog = PostgresCatalog(Database(url), hnsw)
     report: dict[str, dict[str, int]] = {}
     try:
         for name, path in sources.items():

@@ -16,6 +16,8 @@ from typing import Any
 
 from psycopg import sql
 
+from contextd.store.postgres.hnsw import HnswParams, build_new_namespace_index
+
 # Advisory lock keys: one for the catalog, one per namespace (offset by its catalog id).
 CATALOG_LOCK = 0x636F6E74  # "cont"
 NAMESPACE_LOCK_BASE = 0x6E730000_00000000  # "ns" << 48; + namespace id
@@ -174,13 +176,17 @@ def schema_name(namespace_id: int) -> str:
     return f"ns_{int(namespace_id)}"
 
 
-def migrate_namespace(conn: Any, namespace_id: int, dim: int) -> int:
+def migrate_namespace(conn: Any, namespace_id: int, dim: int,
+                      hnsw: HnswParams | None = None) -> int:
     """Bring one namespace's schema to the latest step (inside the caller's transaction,
-    under the namespace's advisory lock); the version now in force."""
+    under the namespace's advisory lock); the version now in force. A namespace created
+    here gets its HNSW index built with `hnsw` (pgvector's defaults when None); an existing
+    one keeps the index it has (`contextd.store.postgres.hnsw.rebuild` changes it)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (NAMESPACE_LOCK_BASE + namespace_id,))
     row = conn.execute("SELECT schema_version FROM contextd.namespaces WHERE id = %s",
                        (namespace_id,)).fetchone()
     current = row[0] if row else 0
+    created = current == 0
     schema = sql.Identifier(schema_name(namespace_id)).as_string(conn)
     if current == 0:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
@@ -189,6 +195,8 @@ def migrate_namespace(conn: Any, namespace_id: int, dim: int) -> int:
         if version > current:
             conn.execute(script.format(s=schema, dim=int(dim)))
             current = version
+    if created and hnsw is not None:
+        build_new_namespace_index(conn, schema_name(namespace_id), hnsw)
     conn.execute("UPDATE contextd.namespaces SET schema_version = %s WHERE id = %s",
                  (current, namespace_id))
     return current

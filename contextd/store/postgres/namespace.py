@@ -23,6 +23,7 @@ from psycopg import sql
 from contextd.errors import InvalidRequest
 from contextd.store.postgres.database import Database
 from contextd.store.postgres.documents import PostgresDocumentStore
+from contextd.store.postgres.hnsw import HnswParams, hnsw_indexes
 from contextd.store.postgres.migrations import CATALOG_LOCK, migrate_namespace, schema_name
 from contextd.store.postgres.sessions import PostgresSessionStore
 from contextd.store.postgres.vectors import PgVectorIndex
@@ -57,7 +58,17 @@ class PostgresNamespace:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, **self.store.counts(), "vector_index": self.index.kind,
-                "index_recall": None}
+                "index_recall": None, "index_params": self.index_params()}
+
+    def index_params(self) -> dict[str, int]:
+        """What the namespace's HNSW index was built with, and the least ef_search its
+        searches use (this process's `hnsw_ef_search`)."""
+        with self.db.connection() as conn:
+            built = [b for b in hnsw_indexes(conn, self.schema) if b.valid]
+        params: dict[str, int] = {}
+        if built:  # two only while a rebuild is between its build and its drop
+            params = {"m": built[-1].m, "ef_construction": built[-1].ef_construction}
+        return {**params, "ef_search": self.index.params.ef_search}
 
     def close(self) -> None:
         """Nothing to release: the connection pool belongs to the catalog."""
@@ -74,8 +85,10 @@ class PostgresNamespace:
 class PostgresCatalog:
     """The namespaces of one database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, hnsw: HnswParams | None = None) -> None:
         self.db = db
+        # New namespaces' HNSW build parameters and every search's least ef_search.
+        self.hnsw = hnsw or HnswParams()
 
     def names(self) -> list[str]:
         with self.db.connection() as conn:
@@ -103,7 +116,7 @@ class PostgresCatalog:
                              (name, time.time()))
                 row = conn.execute("SELECT id FROM contextd.namespaces WHERE name = %s",
                                    (name,)).fetchone()
-            migrate_namespace(conn, row[0], dim)
+            migrate_namespace(conn, row[0], dim, self.hnsw)
         schema = schema_name(row[0])
         store = PostgresDocumentStore(self.db, schema)
         stored_model = store.get_meta("embedding_model")
@@ -116,7 +129,8 @@ class PostgresCatalog:
                 f"{model_id!r}: open it with the same model, or re-ingest into a new namespace")
         store.add_meta("generation", uuid.uuid4().hex)  # only the first opener's stays
         return PostgresNamespace(name, schema, store, PostgresSessionStore(self.db, schema),
-                                 PgVectorIndex(self.db, schema, dim, seq_of=store.last_seq),
+                                 PgVectorIndex(self.db, schema, dim, seq_of=store.last_seq,
+                                               params=self.hnsw),
                                  self.db)
 
     def delete(self, name: str) -> bool:
