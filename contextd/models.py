@@ -582,7 +582,8 @@ class UsedDocument(BaseModel):
     rank: int = Field(description="Position in the context block, from 1.")
     score: float = Field(description="Fused relevance score, as in search hits; in [0, 1] "
                          "with convex fusion.")
-    tokens: int = Field(description="Tokens of the document's entry in the context block.")
+    tokens: int = Field(description="Tokens the document's entry adds to the context block "
+                        "(with the separator before the next entry).")
     truncated: bool = Field(description="True when only a leading part of the entry fit.")
     title: str | None = Field(default=None, description="Document title.")
     dense_rank: int | None = Field(default=None, description="Rank in the dense (vector) "
