@@ -9,12 +9,13 @@ Both satisfy `contextd.protocols.Embedder` and return L2-normalised float32 rows
 The real model runs on one of four runtimes (`contextd.runtime`). ``"onnx-fp32"`` exports the
 weights once to ONNX Runtime in fp32 and caches the file under ``cache_dir``: the same function
 as PyTorch to float rounding (cosine >= 0.9999996), with a fraction of PyTorch's per-call
-overhead (benchmarks/RESULTS.md). ``"onnx-int8"`` is ONNX Runtime with int8 weights: faster on
-CPUs with int8 dot-product instructions (VNNI), and it moves vectors slightly (cosine ~0.995 to
-fp32). ``"torch-fp32"`` runs the weights as shipped through sentence-transformers, and
-``"torch-bf16"`` runs them in bfloat16 (fast with AVX-512 BF16 or AMX). ``"auto"`` (the
-default) picks one from the CPU's instructions, among those measured within 0.005 dense nDCG@10
-of fp32 (`contextd.runtime.choose_runtime`). If an ONNX export or ONNX Runtime fails it logs a
+overhead (benchmarks/RESULTS.md). ``"onnx-int8"`` is ONNX Runtime with int8 weights (the
+feed-forward down-projections stay fp32): faster on CPUs with int8 dot-product instructions
+(VNNI), and it moves vectors slightly (mean cosine 0.9975 to fp32 on SciFact). ``"torch-fp32"``
+runs the weights as shipped through sentence-transformers, and ``"torch-bf16"`` runs them in
+bfloat16 (fast with AVX-512 BF16 or AMX). ``"auto"`` (the default) picks one from the CPU's
+instructions, among those measured within 0.005 dense nDCG@10 of fp32
+(`contextd.runtime.choose_runtime`). If an ONNX export or ONNX Runtime fails it logs a
 warning and uses PyTorch fp32. Model ids name the function, not the runtime: PyTorch and ONNX
 Runtime fp32 share ``all-MiniLM-L6-v2/fp32/len256``, so their vectors share the cache; every
 runtime's vectors share a namespace (they are the same model).
@@ -160,6 +161,11 @@ def default_threads() -> int:
 # --------------------------------------------------------------------------- ONNX export
 
 
+# The int8 model's name in file names and model ids: int8 with the feed-forward
+# down-projections in fp32 (see `_quantize_int8`); an earlier all-int8 model was "int8".
+INT8_KIND = "int8ffn"
+
+
 def _weights_fingerprint(model_path: Path) -> str:
     """Short content hash of the weights and config, so new weights never reuse an old export."""
     digest = hashlib.sha256()
@@ -182,7 +188,7 @@ def ensure_onnx_model(model_path: Path, models_dir: Path, quantize: bool = True)
         >>> ensure_onnx_model(bundled_model_path(), default_cache_dir()).suffix
         '.onnx'
     """
-    kind = "int8" if quantize else "fp32"
+    kind = INT8_KIND if quantize else "fp32"
     target = models_dir / f"{MODEL_NAME}-{_weights_fingerprint(model_path)}-{kind}.onnx"
     if target.exists():
         return target
@@ -252,7 +258,27 @@ def _quantize_int8(fp32: Path, out: Path) -> None:
     ort.InferenceSession(str(fp32), options, providers=["CPUExecutionProvider"])
     # Per-channel uint8 weights: per-tensor int8 (the default) saturates on AVX2 without VNNI
     # and dropped the mean cosine to torch to ~0.94; per-channel uint8 keeps it at ~0.995.
-    quantize_dynamic(str(basic), str(out), weight_type=QuantType.QUInt8, per_channel=True)
+    # The feed-forward down-projections stay fp32: their input, the GELU output, spans the
+    # widest range of any matrix product's input, and one uint8 scale per tensor loses the
+    # most there (measured on chat turns and prose, not the benchmark: keeping them fp32
+    # halves the vectors' mean 1 - cosine to fp32, 0.0057 -> 0.0030; any other group of
+    # matrix products kept fp32 gained less, see benchmarks/RESULTS.md).
+    quantize_dynamic(str(basic), str(out), weight_type=QuantType.QUInt8, per_channel=True,
+                     nodes_to_exclude=_down_projections(basic))
+
+
+def _down_projections(model: Path) -> list[str]:
+    """The names of the feed-forward down-projections (BERT's `layer.N.output.dense`)."""
+    import onnx
+
+    graph = onnx.load(str(model)).graph
+    names = [node.name for node in graph.node if node.op_type == "MatMul"
+             and re.search(r"/layer\.\d+/output/dense/", node.name)]
+    layers = {re.search(r"/layer\.(\d+)/", name).group(1) for name in names}  # type: ignore[union-attr]
+    if not names or len(layers) != len(names):
+        raise RuntimeError(f"expected one feed-forward output projection a layer in {model}, "
+                           f"found {names}")
+    return names
 
 
 class OnnxSentenceModel:
@@ -409,6 +435,8 @@ class SentenceTransformerEmbedder:
             precision = self.backend.rsplit("-", 1)[1]  # "fp32" when it fell back to torch
         else:
             precision = self._requested.rsplit("-", 1)[1]
+        if precision == "int8":
+            precision = INT8_KIND  # the feed-forward down-projections stay fp32
         return f"{MODEL_NAME}/{precision}/len{self._max_seq_length}"
 
     def warm_up(self) -> None:

@@ -117,7 +117,8 @@ class Settings(BaseSettings):
                       "onnx", "hash"] = Field(
         "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' picks "
         "one from the CPU's instructions among those measured within 0.005 dense nDCG@10 of "
-        "fp32 on SciFact (see contextd.runtime; as measured, ONNX fp32 on every CPU); "
+        "fp32 on SciFact (see contextd.runtime; as measured, ONNX int8 where VNNI is, else "
+        "ONNX fp32); "
         "'onnx-fp32' (ONNX Runtime, exported once per machine into ~/.cache/contextd; "
         "PyTorch if that fails), "
         "'onnx-int8', 'torch-fp32', 'torch-bf16' name one; 'torch' is 'torch-fp32' and 'onnx' "

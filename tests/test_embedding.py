@@ -148,6 +148,21 @@ def test_batching_barely_moves_int8_vectors(onnx_embedder) -> None:
 
 
 @pytest.mark.model
+def test_int8_keeps_the_feed_forward_down_projections_fp32(onnx_cache, onnx_embedder) -> None:
+    import onnx
+
+    model = onnx.load(str(embedding.ensure_onnx_model(embedding.bundled_model_path(),
+                                                      onnx_cache)))
+    fp32 = sorted(n.name for n in model.graph.node if n.op_type == "MatMul"
+                  and any(i.endswith("weight") or "onnx::MatMul" in i for i in n.input))
+    integer = [n.name for n in model.graph.node if n.op_type == "MatMulInteger"]
+    # One down-projection a layer stays fp32; every other weight product is int8.
+    assert fp32 == sorted(f"/encoder/encoder/layer.{i}/output/dense/MatMul" for i in range(6))
+    assert len(integer) == 6 * 5 and not any("/output/dense/" in n and "attention" not in n
+                                             for n in integer)
+
+
+@pytest.mark.model
 def test_torch_vectors_do_not_depend_on_batch(torch_embedder) -> None:
     together = torch_embedder.embed(SENTENCES)
     one_by_one = np.vstack([torch_embedder.embed([s]) for s in SENTENCES])
@@ -165,7 +180,7 @@ def test_model_id_differs_per_backend(torch_embedder, onnx_embedder) -> None:
 def test_export_is_cached_and_leaves_no_temp_files(onnx_cache, onnx_embedder) -> None:
     models = onnx_cache
     files = sorted(p.name for p in models.iterdir())
-    int8 = [name for name in files if name.endswith("-int8.onnx")]
+    int8 = [name for name in files if name.endswith(f"-{embedding.INT8_KIND}.onnx")]
     assert len(int8) == 1 and all(name.endswith(".onnx") for name in files)
     again = embedding.ensure_onnx_model(embedding.bundled_model_path(), models)
     assert again.name == int8[0]

@@ -28,10 +28,11 @@ def test_the_cpu_flags_pick_the_runtime_among_allowed_ones(flags, expected, monk
     assert choose_runtime(flags) == expected
 
 
-def test_the_shipped_measurements_keep_int8_out_on_every_cpu() -> None:
-    # Measured 0.0059 below fp32: over the 0.005 tolerance.
-    assert not allowed("onnx-int8") and allowed("torch-bf16")
-    assert choose_runtime({"avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}) == "onnx-fp32"
+def test_the_shipped_measurements_choose_int8_where_vnni_is() -> None:
+    # int8 with fp32 down-projections measured 0.0033 above fp32: within the tolerance.
+    assert allowed("onnx-int8") and allowed("torch-bf16")
+    assert choose_runtime({"avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}) == "onnx-int8"
+    assert choose_runtime({"avx2", "fma", "avx512f"}) == "onnx-fp32"
 
 
 def test_a_runtime_measured_outside_the_tolerance_is_never_chosen(monkeypatch) -> None:
