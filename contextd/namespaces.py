@@ -168,7 +168,8 @@ class NamespaceRegistry:
             ns = self._open.get(name)
             if ns is None and self.catalog is not None:
                 ns = self.catalog.open(name, self.embedder.dim,
-                                       model_family(self.embedder.model_id))
+                                       model_family(self.embedder.model_id),
+                                       token_encoding=self.settings.encoding)
                 assert ns is not None  # created when missing
                 self._open[name] = ns
             if ns is None:
@@ -177,7 +178,8 @@ class NamespaceRegistry:
                     model_family(self.embedder.model_id),
                     IndexSettings(self.settings.approximate_above, self.settings.snapshot_every,
                                   self.settings.approximate_recall, self.settings.lexical_index,
-                                  self.settings.lexical_max_postings))
+                                  self.settings.lexical_max_postings),
+                    token_encoding=self.settings.encoding)
                 self._open[name] = ns
                 self._close_idle(keep=name)
             self._open.move_to_end(name)

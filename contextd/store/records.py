@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from contextd.errors import InvalidRequest
+
 
 @dataclass(frozen=True)
 class ChunkRow:
@@ -144,3 +146,22 @@ class SessionRow:
     tokens: int = 0  # of every turn as a chat message, in the default encoding
     created_at: float = 0.0  # tells a recreated session with the same id from the old one
     user_id: str | None = None  # whose session it is; set once, never changed
+
+
+TOKEN_ENCODING_KEY = "token_encoding"
+
+
+def keep_token_encoding(store: Any, name: str, encoding: str | None) -> None:
+    """Record the tokenizer encoding that counts a namespace's stored tokens (its chunks' and
+    turns' counts, which packing adds up as they are), or refuse another one: those counts
+    would be wrong in it. A namespace made before encodings were recorded takes the first
+    one it is opened with. `encoding` None (copying, tools) neither records nor checks."""
+    if encoding is None:
+        return
+    store.add_meta(TOKEN_ENCODING_KEY, encoding)
+    stored = store.get_meta(TOKEN_ENCODING_KEY)
+    if stored != encoding:
+        raise InvalidRequest(
+            f"namespace {name!r} counts its stored tokens with encoding {stored!r}, not "
+            f"{encoding!r}: set CONTEXTD_ENCODING={stored} to serve it, or re-ingest into a "
+            "new namespace")

@@ -100,6 +100,11 @@ class SqliteStore:
         with self.transaction() as tx:
             tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def add_meta(self, key: str, value: str) -> None:
+        """Set `key` unless it is set already (the first of several writers wins)."""
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
     # ----------------------------------------------------------------- documents
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:

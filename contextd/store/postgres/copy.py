@@ -24,7 +24,7 @@ from contextd.errors import Conflict, ContextdError, NotFound
 from contextd.store.postgres.database import Database
 from contextd.store.postgres.hnsw import HnswParams
 from contextd.store.postgres.namespace import PostgresCatalog, PostgresNamespace
-from contextd.store.records import DocumentWrite, NewChunk
+from contextd.store.records import TOKEN_ENCODING_KEY, DocumentWrite, NewChunk
 from contextd.store.sqlite_store import SqliteStore, blob_vector
 
 DOCUMENTS_PER_WRITE = 200
@@ -80,15 +80,17 @@ def _copy_namespace(name: str, source: SqliteStore, catalog: PostgresCatalog
                     ) -> dict[str, int]:
     model = source.get_meta("embedding_model") or "unknown"
     dim = int(source.get_meta("embedding_dim") or 0) or _first_dim(source)
+    # The stored token counts are copied as they are, so the encoding that made them goes too.
+    encoding = source.get_meta(TOKEN_ENCODING_KEY)
     if catalog.exists(name):
-        target = catalog.open(name, dim, model, create=False)
+        target = catalog.open(name, dim, model, create=False, token_encoding=encoding)
         assert target is not None
         if any(target.store.counts().values()):
             raise Conflict(f"namespace {name!r} already holds data in the target database: "
                            "delete it there first (contextd namespaces delete "
                            f"{name} --store URL), or copy only other namespaces (--namespace)")
     else:
-        target = catalog.open(name, dim, model)
+        target = catalog.open(name, dim, model, token_encoding=encoding)
         assert target is not None
     for batch in _document_batches(source):
         target.store.write_documents([write for write, _ in batch])

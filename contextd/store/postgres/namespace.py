@@ -27,7 +27,7 @@ from contextd.store.postgres.hnsw import HnswParams, hnsw_indexes
 from contextd.store.postgres.migrations import CATALOG_LOCK, migrate_namespace, schema_name
 from contextd.store.postgres.sessions import PostgresSessionStore
 from contextd.store.postgres.vectors import PgVectorIndex
-from contextd.store.records import WriteResult
+from contextd.store.records import WriteResult, keep_token_encoding
 
 
 @dataclass
@@ -100,8 +100,8 @@ class PostgresCatalog:
             return conn.execute("SELECT 1 FROM contextd.namespaces WHERE name = %s "
                                 "AND schema_version > 0", (name,)).fetchone() is not None
 
-    def open(self, name: str, dim: int, model_id: str, *, create: bool = True
-             ) -> PostgresNamespace | None:
+    def open(self, name: str, dim: int, model_id: str, *, create: bool = True,
+             token_encoding: str | None = None) -> PostgresNamespace | None:
         """Namespace `name`, created (schema, migrations, embedding model) when missing and
         `create`; its schema is migrated to the latest step either way. None if absent."""
         with self.db.connection() as conn:
@@ -127,6 +127,7 @@ class PostgresCatalog:
             raise InvalidRequest(
                 f"namespace {name!r} was indexed with embedding model {stored_model!r}, not "
                 f"{model_id!r}: open it with the same model, or re-ingest into a new namespace")
+        keep_token_encoding(store, name, token_encoding)
         store.add_meta("generation", uuid.uuid4().hex)  # only the first opener's stays
         return PostgresNamespace(name, schema, store, PostgresSessionStore(self.db, schema),
                                  PgVectorIndex(self.db, schema, dim, seq_of=store.last_seq,
