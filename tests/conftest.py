@@ -40,3 +40,17 @@ def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
 @pytest.fixture
 def engine(make_engine: Callable[..., Engine]) -> Engine:
     return make_engine()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_engines(request: pytest.FixtureRequest, tmp_path: Path,
+                    make_engine: Callable[..., Engine]) -> Callable[..., Engine]:
+    """Engines over one store of each backend, each with its own settings (several share the
+    store, as replicas do)."""
+
+    def make(**settings: object) -> Engine:
+        if request.param == "postgresql":
+            settings["store"] = request.getfixturevalue("postgres_url")
+        return make_engine(tmp_path / "data", **settings)
+
+    return make

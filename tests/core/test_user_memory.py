@@ -4,14 +4,12 @@ another user's or another namespace's; on both backends."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from contextd import Engine, InvalidRequest, Settings
-from contextd.embedding import HashEmbedder
+from contextd import Engine, InvalidRequest
 from contextd.errors import Conflict
 from contextd.store.sqlite_store import SqliteStore
 
@@ -30,24 +28,10 @@ def chat(n: int, start: int = 0, day: int = 1) -> list[dict]:
             for i in range(start, start + n)]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def open_engine(request: pytest.FixtureRequest, tmp_path: Path,
-                make_engine: Callable[..., Engine]) -> Iterator[Callable[[], Engine]]:
+@pytest.fixture
+def open_engine(backend_engines: Callable[..., Engine]) -> Callable[[], Engine]:
     """Engines over one store of each backend (several share it, as replicas do)."""
-    opened: list[Engine] = []
-
-    def make() -> Engine:
-        if request.param == "sqlite":
-            return make_engine(tmp_path / "data")
-        engine = Engine(tmp_path / "replica", Settings(
-            embedder="hash", batch_wait_ms=0, store=request.getfixturevalue("postgres_url")),
-            embedder=HashEmbedder())
-        opened.append(engine)
-        return engine
-
-    yield make
-    for engine in opened:
-        engine.close()
+    return backend_engines
 
 
 @pytest.fixture

@@ -3,37 +3,20 @@ counts as they are, so serving it with another encoding is refused, on both back
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from contextd import Engine, Settings
-from contextd.embedding import HashEmbedder
+from contextd import Engine
 from contextd.errors import InvalidRequest
 from contextd.store.records import TOKEN_ENCODING_KEY
 
 DOC = {"id": "d1", "text": "Vitamin D deficiency is linked to bone loss. It is common."}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def open_engine(request: pytest.FixtureRequest,
-                tmp_path: Path) -> Iterator[Callable[..., Engine]]:
-    """Engines over one store of the backend, each with its own settings."""
-    opened: list[Engine] = []
-
-    def make(**settings: object) -> Engine:
-        store = (None if request.param == "sqlite"
-                 else request.getfixturevalue("postgres_url"))
-        engine = Engine(tmp_path / "data", Settings(embedder="hash", batch_wait_ms=0,
-                                                    store=store, **settings),
-                        embedder=HashEmbedder())
-        opened.append(engine)
-        return engine
-
-    yield make
-    for engine in opened:
-        engine.close()
+@pytest.fixture
+def open_engine(backend_engines: Callable[..., Engine]) -> Callable[..., Engine]:
+    return backend_engines
 
 
 def test_a_namespace_keeps_its_encoding_and_refuses_another(
