@@ -128,8 +128,8 @@ def pack_block(
             exact = message_tokens({"role": role, "content": content}, counter)
         if exact <= budget:
             return PackedBlock(content, exact, ordered, dropped)
-        # Taken out of order (the last taken is not the last shown), the separators fell
-        # differently than counted: give up the last taken.
+        # Counted whole (an entry not at a cut) or taken out of order (the last taken is not
+        # the last shown), the message came out longer than the parts: give up the last taken.
         last = taken.pop()
         dropped.append((last.item, last.tokens))
     return PackedBlock(None, 0, [], dropped)
