@@ -8,7 +8,8 @@ products), bf16 needs AVX-512 BF16 or AMX; ONNX fp32 runs everywhere. Every runt
 same model, so their vectors share a namespace.
 
 As measured, int8 with its feed-forward down-projections kept fp32 scored 0.0033 above fp32
-(an all-int8 model lost 0.0059, over the tolerance), so it serves where VNNI is present; bf16
+(an all-int8 model lost 0.0059, over the tolerance), so where VNNI is present it is timed
+against fp32 at start and the faster serves; bf16
 lost 0.0001 but runs on PyTorch, whose per-query cost is far above ONNX Runtime fp32's: it ranks
 after fp32, so it serves only when set (`CONTEXTD_EMBEDDER=torch-bf16`).
 
@@ -49,8 +50,10 @@ NEEDS: Mapping[str, frozenset[str]] = {
     "onnx-fp32": frozenset(),
 }
 # Fastest per query first, as measured on a CPU that has them all (p50 of one query: all-int8
-# 7.9 ms, ONNX fp32 18.0 ms, PyTorch bf16 773 ms on a contended machine; int8 with fp32
-# down-projections has not been timed on a VNNI CPU yet, on AVX2 it is as fast as fp32).
+# 7.9 ms, ONNX fp32 18.0 ms, PyTorch bf16 773 ms on a contended machine). Where int8 comes
+# first, the embedder still times int8 and fp32 side by side at start and serves the faster
+# (`SentenceTransformerEmbedder._faster_of`): their ratio differs from one CPU generation to
+# the next.
 PREFERENCE: tuple[Runtime, ...] = ("onnx-int8", "onnx-fp32", "torch-bf16")
 
 

@@ -278,3 +278,48 @@ def test_embed_each_hands_out_the_vectors_of_embed_batch_by_batch() -> None:
     for group, vectors in delivered:
         got[group] = vectors
     np.testing.assert_array_equal(got, embedder.embed(texts))
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(("int8_ms", "fp32_ms", "serves"), [
+    (4.0, 6.0, "onnx-int8"), (7.0, 6.0, "onnx-fp32")])
+def test_where_int8_may_serve_the_faster_of_int8_and_fp32_serves(
+        onnx_cache, onnx_embedder, auto_embedder, monkeypatch, int8_ms, fp32_ms, serves) -> None:
+    # As on a CPU with VNNI: the flags allow int8, and both runtimes are timed at start.
+    monkeypatch.setattr(embedding, "choose_runtime", lambda: "onnx-int8")
+    timed: list[str] = []
+
+    def fake_ms(model) -> float:  # type: ignore[no-untyped-def]
+        kind = "int8" if embedding.INT8_KIND in model_name(model) else "fp32"
+        timed.append(kind)
+        return int8_ms if kind == "int8" else fp32_ms
+
+    monkeypatch.setattr(embedding, "query_ms", fake_ms)
+    emb = SentenceTransformerEmbedder(backend="auto", cache_dir=onnx_cache)
+    emb.warm_up()
+    assert timed == ["int8", "fp32", "int8", "fp32"]  # side by side, alternating
+    assert emb.backend == serves and emb.start_timings == {"onnx-int8": int8_ms,
+                                                            "onnx-fp32": fp32_ms}
+    reference = (onnx_embedder if serves == "onnx-int8" else auto_embedder)
+    assert emb.model_id == reference.model_id
+    np.testing.assert_allclose(emb.embed(SENTENCES), reference.embed(SENTENCES), atol=1e-5)
+
+
+@pytest.mark.model
+def test_a_runtime_named_in_the_settings_is_not_timed(onnx_cache, onnx_embedder,
+                                                      monkeypatch) -> None:
+    monkeypatch.setattr(embedding, "query_ms", lambda model: pytest.fail("timed"))
+    emb = SentenceTransformerEmbedder(backend="onnx-int8", cache_dir=onnx_cache)
+    emb.warm_up()
+    assert emb.backend == "onnx-int8" and emb.start_timings is None
+
+
+@pytest.mark.model
+def test_query_timing_measures_one_query_at_a_time(auto_embedder) -> None:
+    assert auto_embedder._onnx is not None
+    ms = embedding.query_ms(auto_embedder._onnx, rounds=1)
+    assert 0 < ms < 10_000
+
+
+def model_name(model) -> str:  # type: ignore[no-untyped-def]
+    return str(model.path)
