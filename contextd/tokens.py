@@ -297,7 +297,7 @@ class TiktokenCounter:
 #   - the end of a line break followed by a character that is neither white space nor "/":
 #     runs of line breaks end at such a character, and the one-character prefix of a word
 #     piece is never a line break (o200k lets "/" follow punctuation and line breaks).
-# tests/core/test_tokens.py checks both rules for every character of the Basic Multilingual
+# tests/core/test_token_cuts.py checks both rules for every character of the Basic Multilingual
 # Plane on each of these encodings; other encodings are always counted whole.
 _CUT_ENCODINGS = frozenset({DEFAULT_ENCODING, "o200k_base", "o200k_harmony"})
 
@@ -355,7 +355,7 @@ def _first_cut(text: str) -> int | None:
         at = text.find(" ", at + 1, limit)
         if at <= 0:
             return None
-        if not text[at - 1].isspace():
+        if is_cut(text, at):
             return at
 
 
@@ -367,7 +367,7 @@ def _last_cut(text: str) -> int | None:
         at = text.rfind(" ", floor, at)
         if at <= 0:
             return None
-        if not text[at - 1].isspace():
+        if is_cut(text, at):
             return at
 
 

@@ -102,10 +102,12 @@ def joined_parts(parts: Sequence[ChunkRow],
         if previous is None:
             text, tokens = part.text, part.tokens if counting else None
         else:
-            shared = (_shared_prefix(text, part.text) if part.ord == previous.ord + 1
-                      else None)
-            rest = part.text if shared is None else part.text[shared:].lstrip()
-            added = " … " + rest if shared is None else " " + rest if rest else ""
+            shared: int | None = None  # not consecutive: joined whole, after an ellipsis
+            added = " … " + part.text
+            if part.ord == previous.ord + 1:
+                shared = _shared_prefix(text, part.text)
+                rest = part.text[shared:].lstrip()
+                added = " " + rest if rest else ""
             if tokens is not None and counter is not None and added:
                 tokens = _added_tokens(counter, text, tokens, part, shared, added)
             text += added
