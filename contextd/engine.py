@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,10 @@ class Engine:
                                          self.embed_query_async, self.cache)
         # Concurrent queries (server worker threads, or any multi-threaded caller) share
         # forward passes; 0 ms turns this off and embeds each query on its caller's thread.
+        # A batch waits only for requests that have arrived (`_arriving`) and not yet
+        # submitted their query, so a lone request is embedded at once.
         self.batcher = (MicroBatcher(self.embedder.embed, settings.batch_wait_ms,
-                                     settings.batch_max)
+                                     settings.batch_max, announced=True)
                         if settings.batch_wait_ms > 0 else None)
         # Named configurations side by side; 'default' without overrides is self.pipeline.
         self.profiles = ProfileRouter(settings, self._profile_pipeline,
@@ -248,7 +251,7 @@ class Engine:
         """
         req = parse(AssembleRequest, request if request is not None else fields)
         profile = self.profiles.choose(req)
-        with self.registry.lease(req.namespace):
+        with self._arriving(), self.registry.lease(req.namespace):
             response = profile.runner.run(req, as_key(idempotency_key))
         response.profile = profile.name
         self.telemetry.assembled(req, response)
@@ -325,8 +328,12 @@ class Engine:
         else:
             req = parse(SearchRequest, {"query": query, "top_k": top_k, "filters": filters,
                                         "mode": mode})
-        with self.registry.lease(namespace):
+        with self._arriving(), self.registry.lease(namespace):
             return self._search(req, namespace)
+
+    def _arriving(self) -> AbstractContextManager[None]:
+        """Tell the micro-batcher a query may come from this thread soon (see MicroBatcher)."""
+        return self.batcher.expecting() if self.batcher is not None else nullcontext()
 
     def _search(self, req: SearchRequest, namespace: str) -> SearchResponse:
         ns = self.registry.get(namespace)

@@ -208,8 +208,9 @@ class Settings(BaseSettings):
                                       "past it searches FTS5 instead.")
     snapshot_every: int = Field(5_000, ge=1, description="Unsaved vector changes that trigger "
                                 "a snapshot of the vector index.")
-    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a query embedding "
-                                 "waits for others to share a forward pass; 0 disables "
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="Longest a query embedding "
+                                 "waits for the queries of requests already arrived to share "
+                                 "its forward pass (a lone request does not wait); 0 disables "
                                  "micro-batching.")
     batch_max: int = Field(32, ge=1, le=1024, description="Most query embeddings in one "
                            "micro-batch.")

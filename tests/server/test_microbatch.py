@@ -115,3 +115,73 @@ def test_engine_batches_concurrent_searches(make_engine: Callable[..., Engine]) 
 
 def test_engine_without_wait_does_not_batch(make_engine: Callable[..., Engine]) -> None:
     assert make_engine(batch_wait_ms=0).batcher is None
+
+
+# ---------------------------------------------------------------- announced arrivals
+
+
+def test_announced_lone_text_is_embedded_without_waiting() -> None:
+    embedder = CountingEmbedder()
+    batcher = MicroBatcher(embedder.embed, wait_ms=NEVER_MS, max_batch=8, announced=True)
+    with batcher.expecting():
+        # Nobody else is on the way: the batch closes at once, not after NEVER_MS.
+        assert batcher.submit_async("1").result(timeout=30).tolist() == [1.0, 1.0]
+    assert batcher._coming == 0
+    batcher.close()
+
+
+def test_batch_waits_for_an_announced_caller_then_shares_its_pass() -> None:
+    embedder = CountingEmbedder()
+    batcher = MicroBatcher(embedder.embed, wait_ms=NEVER_MS, max_batch=8, announced=True)
+    arrived, go = threading.Event(), threading.Event()
+
+    def late_caller() -> np.ndarray:
+        with batcher.expecting():
+            arrived.set()
+            go.wait()
+            return batcher.submit("2")
+
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(late_caller)
+        arrived.wait()
+        with batcher.expecting():
+            early = batcher.submit_async("1")
+            # The late caller is announced and has not submitted: the batch stays open.
+            assert not early.done() and not embedder.calls
+            go.set()
+            assert early.result(timeout=30).tolist() == [1.0, 2.0]
+        assert late.result(timeout=30).tolist() == [2.0, 2.0]
+    assert embedder.calls == [["1", "2"]]
+    batcher.close()
+
+
+def test_an_announced_caller_leaving_without_a_text_ends_the_wait() -> None:
+    embedder = CountingEmbedder()
+    batcher = MicroBatcher(embedder.embed, wait_ms=NEVER_MS, max_batch=8, announced=True)
+    arrived, leave = threading.Event(), threading.Event()
+
+    def caller_without_query() -> None:  # a cache hit, or a lexical-only request
+        with batcher.expecting(), batcher.expecting():  # nested: counted once
+            arrived.set()
+            leave.wait()
+
+    with ThreadPoolExecutor(1) as pool:
+        gone = pool.submit(caller_without_query)
+        arrived.wait()
+        early = batcher.submit_async("1")
+        assert not early.done()
+        leave.set()
+        gone.result(timeout=30)
+        assert early.result(timeout=30).tolist() == [1.0, 1.0]
+    assert batcher._coming == 0 and embedder.calls == [["1"]]
+    batcher.close()
+
+
+def test_engine_embeds_a_lone_query_at_once(make_engine: Callable[..., Engine]) -> None:
+    # The longest wait allowed: a search that waited for it would miss the timeout below.
+    engine = make_engine(batch_wait_ms=1000)
+    engine.upsert_documents([{"id": "d1", "text": "topic one text"}])
+    with ThreadPoolExecutor(1) as pool:
+        hits = pool.submit(engine.search, "topic one", top_k=1, mode="dense").result(timeout=0.9)
+    assert hits.hits[0].id == "d1"
+    assert engine.batcher is not None and engine.batcher._coming == 0
