@@ -29,7 +29,7 @@ STAGES: list[tuple[str, str, str]] = [
     ("bm25", "contextd.retrieval.retriever", "HybridRetriever.lexical"),
     ("dense search", "contextd.store.vector_index", "FaissVectorIndex.search"),
     ("dense search", "contextd.store.vector_index", "FaissVectorIndex.search_many"),
-    ("chunk places", "contextd.store.sqlite_store", "SqliteStore.chunk_places"),
+    ("chunk places", "contextd.store.places", "ChunkPlaces.__call__"),
     ("chunk reads", "contextd.store.sqlite_store", "SqliteStore.chunks"),
     ("fusion", "contextd.retrieval.retriever", "fused_scores"),
     ("fusion", "contextd.retrieval.retriever", "ordered_chunks"),

@@ -378,7 +378,7 @@ class SharedChunkReads:
         self._held: dict[str, _ChunksAt] = {}
 
     def places(self, ns: NamespaceHandle, ids: set[int]) -> dict[int, tuple[str, int]]:
-        return self._read(ns, ids, "places", ns.store.chunk_places)
+        return self._read(ns, ids, "places", ns.chunk_places)
 
     def rows(self, ns: NamespaceHandle, ids: list[int]) -> dict[int, ChunkRow]:
         return self._read(ns, ids, "rows", ns.store.chunks)

@@ -63,7 +63,7 @@ class StoreReads:
     """`ChunkReads` straight from the namespace's store."""
 
     def places(self, ns: NamespaceHandle, ids: set[int]) -> dict[int, tuple[str, int]]:
-        return ns.store.chunk_places(ids)
+        return ns.chunk_places(ids)
 
     def rows(self, ns: NamespaceHandle, ids: list[int]) -> dict[int, ChunkRow]:
         return ns.store.chunks(ids)
@@ -168,6 +168,22 @@ def ordered_chunks(document_score: dict[str, float], chunk_score: dict[int, floa
                                         lead[document_of[cid]], -chunk_score[cid], cid))
 
 
+def newest_places(places: dict[int, tuple[str, int]]) -> dict[int, tuple[str, int]]:
+    """`places` with one chunk id per place, the newest (highest): two ids share a place only
+    when a document was replaced and the older chunk is deleted or about to be.
+
+        >>> newest_places({4: ("a", 0), 9: ("a", 0), 5: ("a", 1)})
+        {9: ('a', 0), 5: ('a', 1)}
+    """
+    owner: dict[tuple[str, int], int] = {}
+    for cid, place in places.items():
+        if owner.setdefault(place, cid) < cid:
+            owner[place] = cid
+    if len(owner) == len(places):
+        return places
+    return {cid: place for place, cid in owner.items()}
+
+
 @dataclass
 class HybridRetriever:
     """Fuses dense and lexical rankings of chunks by document (weighted convex combination of
@@ -247,7 +263,7 @@ class HybridRetriever:
             lexical = self.lexical(ns, query, k, filters)
         rankings = [r for r in (dense, lexical) if r]
         weights = [w for r, w in ((dense, self.dense_weight), (lexical, self.lexical_weight)) if r]
-        places = reads.places(ns, {cid for r in rankings for cid, _ in r})
+        places = newest_places(reads.places(ns, {cid for r in rankings for cid, _ in r}))
         document_of = {cid: place[0] for cid, place in places.items()}
         document_score, chunk_score = fused_scores(rankings, weights, document_of, self.fusion,
                                                    self.rrf_k)

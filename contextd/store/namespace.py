@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ import numpy as np
 from contextd.errors import InvalidRequest
 from contextd.store.files import private_dir, private_open
 from contextd.store.lexical_index import DEFAULT_MAX_POSTINGS, Bm25Index
+from contextd.store.places import ChunkPlaces
 from contextd.store.records import keep_token_encoding
 from contextd.store.sessions import SqliteSessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
@@ -69,6 +70,15 @@ class NamespaceData:
     unsaved: int = 0
     lexical: Bm25Index | None = None
     lexical_lock: threading.Lock = field(default_factory=threading.Lock)
+    places: ChunkPlaces = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.places = ChunkPlaces(self.store.chunk_places)
+
+    def chunk_places(self, ids: Collection[int]) -> dict[int, tuple[str, int]]:
+        """(document id, chunk number) of each of `ids` that exists (or did: see
+        `ChunkPlaces`), from memory for ids read before."""
+        return self.places(ids)
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,

@@ -14,7 +14,7 @@ methods, and the contract tests in tests/store/test_contract.py run on every bac
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -213,6 +213,12 @@ class NamespaceHandle(Protocol):
 
     def ensure_current(self) -> None:
         """Catch derived state (the vector index) up to every committed write."""
+        ...
+
+    def chunk_places(self, ids: Collection[int]) -> dict[int, tuple[str, int]]:
+        """(document id, chunk number) of each of `ids` that exists; it may also answer for a
+        chunk deleted since it was first read (places never change and ids are never reused),
+        so a chunk's row is read before it is shown."""
         ...
 
     def lexical_index(self) -> LexicalIndex | None:

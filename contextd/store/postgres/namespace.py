@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,11 @@ class PostgresNamespace:
 
     def ensure_current(self) -> None:
         """Nothing to catch up: searches read the committed rows themselves."""
+
+    def chunk_places(self, ids: Collection[int]) -> dict[int, tuple[str, int]]:
+        """(document id, chunk number) of each of `ids` that exists, read each time: another
+        replica may have deleted and created this namespace again, numbering from 1."""
+        return self.store.chunk_places(ids)
 
     def lexical_index(self) -> None:
         """None: bm25 is computed in SQL (`PostgresDocumentStore.lexical_search`)."""
