@@ -92,23 +92,24 @@ class MicroBatcher:
         try:
             yield
         finally:
-            if self._arrived() and self._worker is not None and not self._closed:
-                self._queue.put(_WAKE)  # left without a text: a waiting worker need not wait
+            with self._lock:
+                if self._arrived() and self._worker is not None and not self._closed:
+                    self._queue.put(_WAKE)  # left without a text: a waiting worker may go
 
     def _arrived(self) -> bool:
-        """Count this thread's announced caller as arrived; False if it was not waited for."""
+        """Count this thread's announced caller as arrived (caller holds the lock); False if
+        it was not announced or has submitted already."""
         if not getattr(self._local, "coming", False):
             return False
         self._local.coming = False
-        with self._lock:
-            self._coming -= 1
+        self._coming -= 1
         return True
 
     def submit_async(self, text: str) -> Future[np.ndarray]:
         """A future for the embedding of `text`; lets one thread queue several texts."""
         future: Future[np.ndarray] = Future()
-        self._arrived()
         with self._lock:
+            self._arrived()
             # Checked under the lock so no text can slip in behind the stop marker.
             if self._closed:
                 raise Unavailable("the query embedder is shut down; retry on a running server")

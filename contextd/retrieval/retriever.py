@@ -175,12 +175,9 @@ def newest_places(places: dict[int, tuple[str, int]]) -> dict[int, tuple[str, in
         >>> newest_places({4: ("a", 0), 9: ("a", 0), 5: ("a", 1)})
         {9: ('a', 0), 5: ('a', 1)}
     """
-    owner: dict[tuple[str, int], int] = {}
-    for cid, place in places.items():
-        if owner.setdefault(place, cid) < cid:
-            owner[place] = cid
-    if len(owner) == len(places):
+    if len(set(places.values())) == len(places):
         return places
+    owner = {place: cid for cid, place in sorted(places.items())}  # the highest id set last
     return {cid: place for place, cid in owner.items()}
 
 

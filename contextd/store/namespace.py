@@ -70,15 +70,15 @@ class NamespaceData:
     unsaved: int = 0
     lexical: Bm25Index | None = None
     lexical_lock: threading.Lock = field(default_factory=threading.Lock)
-    places: ChunkPlaces = field(init=False, repr=False)
+    _places: ChunkPlaces = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.places = ChunkPlaces(self.store.chunk_places)
+        self._places = ChunkPlaces(self.store.chunk_places)
 
     def chunk_places(self, ids: Collection[int]) -> dict[int, tuple[str, int]]:
         """(document id, chunk number) of each of `ids` that exists (or did: see
         `ChunkPlaces`), from memory for ids read before."""
-        return self.places(ids)
+        return self._places(ids)
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,
