@@ -381,7 +381,7 @@ class SharedChunkReads:
         return self._read(ns, ids, "places", ns.chunk_places)
 
     def rows(self, ns: NamespaceHandle, ids: list[int]) -> dict[int, ChunkRow]:
-        return self._read(ns, ids, "rows", ns.store.chunks)
+        return self._read(ns, ids, "rows", ns.chunk_rows)
 
     def _read(self, ns: NamespaceHandle, ids: set[int] | list[int], kind: str,
               read: Callable[[list[int]], dict[int, Any]]) -> dict[int, Any]:

@@ -66,7 +66,7 @@ class StoreReads:
         return ns.chunk_places(ids)
 
     def rows(self, ns: NamespaceHandle, ids: list[int]) -> dict[int, ChunkRow]:
-        return ns.store.chunks(ids)
+        return ns.chunk_rows(ids)
 
 
 STORE_READS = StoreReads()

@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +32,8 @@ import numpy as np
 from contextd.errors import InvalidRequest
 from contextd.store.files import private_dir, private_open
 from contextd.store.lexical_index import DEFAULT_MAX_POSTINGS, Bm25Index
-from contextd.store.places import ChunkPlaces
-from contextd.store.records import keep_token_encoding
+from contextd.store.places import ROWS_LIMIT, ChunkMemo, Place
+from contextd.store.records import ChunkRow, keep_token_encoding
 from contextd.store.sessions import SqliteSessionStore
 from contextd.store.sqlite_store import SqliteStore, WriteResult
 from contextd.store.vector_index import FaissVectorIndex, SnapshotError, snapshot_seq
@@ -58,6 +58,12 @@ class IndexSettings:
     lexical_max_postings: int = DEFAULT_MAX_POSTINGS
 
 
+def _row_weight(row: ChunkRow) -> int:
+    """About what a remembered row holds in memory, in bytes: its text, its vector and ~300
+    bytes of Python objects (the row, its strings, its metadata)."""
+    return len(row.text) + len(row.title or "") + row.embedding.nbytes + 300
+
+
 @dataclass
 class NamespaceData:
     name: str
@@ -70,15 +76,22 @@ class NamespaceData:
     unsaved: int = 0
     lexical: Bm25Index | None = None
     lexical_lock: threading.Lock = field(default_factory=threading.Lock)
-    _places: ChunkPlaces = field(init=False, repr=False)
+    _places: ChunkMemo[Place] = field(init=False, repr=False)
+    _rows: ChunkMemo[ChunkRow] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._places = ChunkPlaces(self.store.chunk_places)
+        self._places = ChunkMemo(self.store.chunk_places)
+        self._rows = ChunkMemo(self.store.chunks, ROWS_LIMIT, weigh=_row_weight)
 
     def chunk_places(self, ids: Collection[int]) -> dict[int, tuple[str, int]]:
         """(document id, chunk number) of each of `ids` that exists (or did: see
-        `ChunkPlaces`), from memory for ids read before."""
+        `ChunkMemo`), from memory for ids read before."""
         return self._places(ids)
+
+    def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """The row of each of `ids` that exists now. Which do is asked of SQLite each time
+        (one read of the ids alone); the rows themselves come from memory once read."""
+        return self._rows(self.store.existing_chunk_ids(ids))
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,

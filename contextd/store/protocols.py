@@ -221,6 +221,10 @@ class NamespaceHandle(Protocol):
         so a chunk's row is read before it is shown."""
         ...
 
+    def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """The row of each of `ids` that exists now."""
+        ...
+
     def lexical_index(self) -> LexicalIndex | None:
         """The in-memory bm25 index, caught up to every committed write; None when the
         store's `lexical_search` answers."""

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from contextd import Engine
-from contextd.store.places import ChunkPlaces
+from contextd.store.places import ChunkMemo
 
 
 class CountingStore:
@@ -28,7 +28,7 @@ class CountingStore:
 
 def test_each_existing_id_is_read_once() -> None:
     store = CountingStore(set(range(100)))
-    places = ChunkPlaces(store.chunk_places)
+    places = ChunkMemo(store.chunk_places)
     assert places([1, 2, 500]) == {1: ("d0", 1), 2: ("d0", 2)}
     assert places([2, 13, 500]) == {2: ("d0", 2), 13: ("d1", 3)}
     assert places([1, 13]) == {1: ("d0", 1), 13: ("d1", 3)}
@@ -38,7 +38,7 @@ def test_each_existing_id_is_read_once() -> None:
 
 def test_memory_is_bounded_and_keeps_the_latest_reads() -> None:
     store = CountingStore(set(range(1_000)))
-    places = ChunkPlaces(store.chunk_places, limit=100)
+    places = ChunkMemo(store.chunk_places, limit=100)
     for start in range(0, 1_000, 30):
         places(range(start, min(start + 30, 1_000)))
         assert len(places) <= 100
@@ -48,12 +48,12 @@ def test_memory_is_bounded_and_keeps_the_latest_reads() -> None:
     places([0])
     assert store.asked == [[0]]  # the oldest were forgotten and are read again
     with pytest.raises(ValueError, match="at least 1"):
-        ChunkPlaces(store.chunk_places, limit=0)
+        ChunkMemo(store.chunk_places, limit=0)
 
 
 def test_concurrent_readers_get_the_same_places() -> None:
     store = CountingStore(set(range(5_000)))
-    places = ChunkPlaces(store.chunk_places, limit=1_000)
+    places = ChunkMemo(store.chunk_places, limit=1_000)
     expected = store.chunk_places(list(range(5_000)))
 
     def read(offset: int) -> bool:
@@ -91,3 +91,40 @@ def test_a_replaced_document_shows_its_new_chunks(make_engine: Callable[..., Eng
     # Only the old chunks named: their rows are gone, so nothing stale is shown.
     assert engine.retriever.retrieve(ns, None, "tidal", k=5, mode="lexical",
                                      lexical=stale[:len(old_ids)]) == []
+
+
+def test_memory_bounded_by_weight() -> None:
+    memo = ChunkMemo(lambda ids: {i: "x" * i for i in ids}, limit=100, weigh=len)
+    memo([10, 20, 30])
+    assert memo.weight == 60 and len(memo) == 3
+    memo([40, 50])  # 150 > 100: the oldest go until at most half the limit is held
+    assert memo.weight <= 100
+    assert memo([50]) == {50: "x" * 50}
+    assert memo([500]) == {500: "x" * 500}  # heavier than the limit: answered, not held
+    assert memo.weight <= 100 and 500 not in memo._known
+
+
+def test_rows_are_read_once_and_a_deleted_chunk_is_never_shown(
+        make_engine: Callable[..., Engine]) -> None:
+    engine = make_engine()
+    engine.upsert_documents([{"id": "tide", "text": "Tidal power turns tides into power."},
+                             {"id": "wind", "text": "Wind farms turn wind into power."}])
+    ns = engine.registry.get("default")
+    ids = ns.store.chunk_ids().tolist()
+    statements: list[str] = []
+    ns.store.reader().set_trace_callback(statements.append)  # this thread's reader
+
+    def row_reads() -> int:
+        return sum("c.embedding" in s for s in statements)
+
+    first = ns.chunk_rows(ids)
+    assert {row.doc_id for row in first.values()} == {"tide", "wind"}
+    assert ns.chunk_rows(ids) == first
+    assert row_reads() == 1  # the second call came from memory
+    engine.delete_document("tide")
+    left = ns.chunk_rows(ids)
+    assert {row.doc_id for row in left.values()} == {"wind"}  # remembered, yet not shown
+    assert row_reads() == 1
+    ns.store.reader().set_trace_callback(None)
+    found = engine.search("tidal power", top_k=5).hits
+    assert [h.id for h in found] == ["wind"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from contextd.store.postgres.hnsw import HnswParams, hnsw_indexes
 from contextd.store.postgres.migrations import CATALOG_LOCK, migrate_namespace, schema_name
 from contextd.store.postgres.sessions import PostgresSessionStore
 from contextd.store.postgres.vectors import PgVectorIndex
-from contextd.store.records import WriteResult, keep_token_encoding
+from contextd.store.records import ChunkRow, WriteResult, keep_token_encoding
 
 
 @dataclass
@@ -51,6 +51,10 @@ class PostgresNamespace:
         """(document id, chunk number) of each of `ids` that exists, read each time: another
         replica may have deleted and created this namespace again, numbering from 1."""
         return self.store.chunk_places(ids)
+
+    def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """The row of each of `ids` that exists, read each time (as `chunk_places`)."""
+        return self.store.chunks(ids)
 
     def lexical_index(self) -> None:
         """None: bm25 is computed in SQL (`PostgresDocumentStore.lexical_search`)."""
