@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from contextd.runtime import RUNTIMES, choose_runtime, explain
+from contextd.runtime import RUNTIMES, Runtime, choose_runtime, explain
 
 logger = logging.getLogger(__name__)
 
@@ -442,6 +442,17 @@ class SentenceTransformerEmbedder:
         if precision == "int8":
             precision = INT8_KIND  # the feed-forward down-projections stay fp32
         return f"{MODEL_NAME}/{precision}/len{self._max_seq_length}"
+
+    def with_runtime(self, runtime: Runtime) -> SentenceTransformerEmbedder:
+        """Another embedder of the same model, length, batch size, threads and export cache
+        on `runtime` (not loaded yet): its vectors are interchangeable with this one's.
+
+            >>> SentenceTransformerEmbedder(backend="onnx-int8").with_runtime("torch-bf16").runtime
+            'torch-bf16'
+        """
+        return SentenceTransformerEmbedder(self._model_path, runtime, self._batch_size,
+                                           self._threads, self._cache_dir,
+                                           self._max_seq_length, self._quantize)
 
     def warm_up(self) -> None:
         """Load (and on first use export) the model; later calls return at once."""

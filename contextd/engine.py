@@ -50,14 +50,14 @@ from contextd.models import (
     StoredDocument,
     UpsertResult,
 )
-from contextd.namespaces import NamespaceRegistry
+from contextd.namespaces import NamespaceRegistry, check_interchangeable
 from contextd.native_threads import limit_native_threads
 from contextd.pipeline import AssemblePipeline
 from contextd.profiles import DEFAULT, ProfileRouter, profile_digest
 from contextd.protocols import Embedder, Summariser
 from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
-from contextd.runtime import runtime_of
+from contextd.runtime import choose_document_runtime, runtime_of
 from contextd.sessions import SessionService
 from contextd.settings import Settings
 from contextd.store.idempotency import IdempotencyKey, as_key
@@ -79,6 +79,28 @@ def default_embedder(settings: Settings) -> Embedder:
     return SentenceTransformerEmbedder(backend=settings.embedder)
 
 
+def default_document_embedder(settings: Settings, embedder: Embedder) -> Embedder:
+    """The embedder documents are ingested with (`settings.document_embedder`): `embedder`
+    itself, unless another runtime of its model is to embed them (see
+    `contextd.runtime.choose_document_runtime`)."""
+    from contextd.embedding import SentenceTransformerEmbedder
+
+    wanted = settings.document_embedder
+    if (wanted == "same" or settings.embedder == "hash"
+            or not isinstance(embedder, SentenceTransformerEmbedder)):
+        return embedder
+    if wanted == "auto":
+        if not embedder.chosen_by_cpu:  # a runtime was named for queries: documents too
+            return embedder
+        runtime = choose_document_runtime(None, embedder.requested)
+    else:
+        runtime = wanted
+    if runtime == embedder.requested:
+        return embedder
+    log.info("documents embedded on %s, queries on %s", runtime, embedder.requested)
+    return embedder.with_runtime(runtime)  # type: ignore[arg-type]
+
+
 def _summary_refiner(settings: Settings) -> SummaryRefiner | None:
     """LLM summaries in the background when an endpoint is configured."""
     if not settings.summariser_url:
@@ -93,7 +115,9 @@ class Engine:
     """Assembles prompts from documents and conversation history within a token budget.
 
     `data_dir` holds one folder per namespace and the embedding cache; it is created if
-    missing. Pass `embedder` to replace the bundled model (tests use `HashEmbedder`).
+    missing. Pass `embedder` to replace the bundled model (tests use `HashEmbedder`), and
+    `document_embedder` to embed documents with another runtime of the same model (by default
+    `default_document_embedder` chooses).
     """
 
     def __init__(
@@ -102,6 +126,7 @@ class Engine:
         settings: Settings | None = None,
         *,
         embedder: Embedder | None = None,
+        document_embedder: Embedder | None = None,
         summariser: Summariser | None = None,
     ) -> None:
         limit_native_threads()
@@ -110,6 +135,10 @@ class Engine:
             settings = settings.model_copy(update={"data_dir": Path(data_dir)})
         self.settings = settings
         self.embedder = embedder or default_embedder(settings)
+        if document_embedder is not None:  # the default is a runtime of the same model
+            check_interchangeable(self.embedder, document_embedder)
+        self.document_embedder = document_embedder or default_document_embedder(
+            settings, self.embedder)
         self.registry = NamespaceRegistry(settings, self.embedder)
         self.retriever = HybridRetriever(
             depth=settings.retrieval_depth, fusion=settings.fusion, rrf_k=settings.rrf_k,
@@ -123,7 +152,7 @@ class Engine:
             summariser or ExtractiveSummariser(), TurnRecaller(),
             keep_fraction=settings.window_keep_fraction,
             floor_tokens=settings.history_floor_tokens)
-        self.ingestor = DocumentIngestor(settings, self.embedder, self.registry)
+        self.ingestor = DocumentIngestor(settings, self.document_embedder, self.registry)
         self.sessions = SessionService(settings, self.embedder, self.registry, self.memory)
         # Per process: its keys hold sequences read from the shared store, so every process
         # sees a write by any other as a new key.
@@ -418,8 +447,10 @@ class Engine:
         for name in self.registry.names():
             try:
                 with self.registry.lease(name):
-                    infos.append(NamespaceInfo(**self.registry.get(name).info(),
-                                               embedder_runtime=runtime_of(self.embedder)))
+                    infos.append(NamespaceInfo(
+                        **self.registry.get(name).info(),
+                        embedder_runtime=runtime_of(self.embedder),
+                        document_runtime=runtime_of(self.document_embedder)))
             except (ContextdError, OSError, sqlite3.Error) as exc:
                 # One namespace that cannot be opened is its own problem, not every caller's.
                 log.warning("namespace %s is unavailable: %s", name, exc)

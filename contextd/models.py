@@ -327,8 +327,11 @@ class NamespaceInfo(BaseModel):
                                                 "least ef_search of its searches; null for "
                                                 "the embedded index.")
     embedder_runtime: str | None = Field(None, description="Runtime embedding queries and "
-                                         "documents in this process (e.g. onnx-int8, "
+                                         "turns in this process (e.g. onnx-int8, "
                                          "onnx-fp32): chosen from the CPU unless set.")
+    document_runtime: str | None = Field(None, description="Runtime embedding documents in "
+                                         "this process: the query runtime, or torch-bf16 "
+                                         "where the CPU has AMX; chosen unless set.")
 
 
 # --------------------------------------------------------------------------- search

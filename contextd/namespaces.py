@@ -68,6 +68,18 @@ def model_family(model_id: str) -> str:
     return model_id.split("/", 1)[0]
 
 
+def check_interchangeable(queries: Embedder, documents: Embedder) -> None:
+    """Raise ValueError unless `documents`' vectors can be searched with `queries`': one model
+    (`model_family`), one dimension."""
+    if documents is queries:
+        return
+    if (documents.dim != queries.dim
+            or model_family(documents.model_id) != model_family(queries.model_id)):
+        raise ValueError(f"documents embedded by {documents.model_id} ({documents.dim} "
+                         f"dimensions) cannot be searched with queries embedded by "
+                         f"{queries.model_id} ({queries.dim}): use one model for both")
+
+
 def require_existing(data_dir: Path, namespace: str | None = None) -> None:
     """NotFound unless `data_dir` exists (and holds `namespace`, when given); creates nothing,
     so a read-only command on a mistyped path fails instead of leaving an empty index there.

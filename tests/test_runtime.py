@@ -77,6 +77,7 @@ def test_readyz_and_namespaces_name_the_runtime(make_engine) -> None:
     engine = make_engine()
     engine.upsert_documents([{"id": "a", "text": "Alpha."}])
     assert [n.embedder_runtime for n in engine.namespaces()] == ["hash"]
+    assert [n.document_runtime for n in engine.namespaces()] == ["hash"]
 
 
 @pytest.mark.model
@@ -92,3 +93,41 @@ def test_importing_contextd_and_serving_on_onnx_does_not_import_torch(tmp_path) 
                          cwd=ROOT, check=True, env={"PYTHONPATH": str(ROOT),
                                                     "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"})
     assert out.stdout.split() == ["a", "onnx-int8", "False"]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "amx_tile"}, "torch-bf16"),
+    ({"avx512_vnni", "avx512_bf16"}, "onnx-int8"),  # bf16 dot products alone: not faster
+    ({"avx2"}, "onnx-int8"),
+])
+def test_documents_go_to_bf16_only_where_the_cpu_has_amx(flags, expected) -> None:
+    assert runtime.choose_document_runtime(flags, "onnx-int8") == expected
+
+
+def test_documents_stay_on_the_query_runtime_when_bf16_is_outside_the_tolerance(
+        monkeypatch) -> None:
+    monkeypatch.setitem(runtime.MEASURED_NDCG_LOSS, "torch-bf16", runtime.TOLERANCE + 0.001)
+    assert runtime.choose_document_runtime({"amx_bf16"}, "onnx-fp32") == "onnx-fp32"
+
+
+@pytest.mark.parametrize(("flags", "settings", "expected"), [
+    ({"amx_bf16", "avx512_vnni"}, {}, "torch-bf16"),
+    ({"avx512_vnni"}, {}, "same"),
+    ({"amx_bf16", "avx512_vnni"}, {"document_embedder": "same"}, "same"),
+    ({"amx_bf16", "avx512_vnni"}, {"embedder": "onnx-fp32"}, "same"),  # queries named one
+    ({"avx2"}, {"document_embedder": "torch-fp32"}, "torch-fp32"),
+])
+def test_the_engine_picks_the_document_embedder(flags, settings, expected, monkeypatch,
+                                                tmp_path) -> None:
+    from contextd import Engine, Settings
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda cpuinfo=None: frozenset(flags))
+    with Engine(tmp_path, Settings(**settings)) as engine:
+        documents = engine.document_embedder
+        if expected == "same":
+            assert documents is engine.embedder
+        else:
+            assert documents is not engine.embedder
+            assert documents.runtime == expected
+            assert documents.dim == engine.embedder.dim
+            assert documents._runner is None  # nothing loaded before the first document

@@ -65,6 +65,8 @@ def run_beir(
         "embedder": engine.embedder.model_id,
         # Which runtime computed it (ONNX Runtime or PyTorch): same vectors, different speed.
         "runtime": getattr(engine.embedder, "backend", None),
+        "document_embedder": engine.document_embedder.model_id,
+        "document_runtime": getattr(engine.document_embedder, "backend", None),
     }
 
 

@@ -97,8 +97,8 @@ async def test_readyz_is_503_until_warm(app: FastAPI, book: OpenAPIBook) -> None
         import anyio
 
         await anyio.to_thread.run_sync(app.state.warmed.wait, 30)
-        assert (await client.http.get("/readyz")).json() == {"status": "ready",
-                                                             "embedder_runtime": "hash"}
+        assert (await client.http.get("/readyz")).json() == {
+            "status": "ready", "embedder_runtime": "hash", "document_runtime": "hash"}
     # After shutdown the engine is closed: requests are refused as retryable, not crashed.
     async with await started_client(app, book) as client:
         with pytest.raises(Unavailable):

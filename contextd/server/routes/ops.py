@@ -19,7 +19,10 @@ class Status(BaseModel):
 
 class Readiness(Status):
     embedder_runtime: str | None = Field(None, description="Runtime embedding queries and "
-                                         "documents, chosen from the CPU unless set.")
+                                         "turns, chosen from the CPU unless set.")
+    document_runtime: str | None = Field(None, description="Runtime embedding documents: the "
+                                         "query runtime, or torch-bf16 where the CPU has "
+                                         "AMX; chosen unless set.")
 
 
 @router.get("/healthz", response_model=Status)
@@ -36,7 +39,9 @@ async def readyz(request: Request) -> Readiness:
         raise Unavailable(f"warm-up failed: {state.warm_error}")
     if not state.warmed.is_set() or state.engine_closed:
         raise Unavailable("warming up: the model, tokenizer and indexes are loading")
-    return Readiness(status="ready", embedder_runtime=runtime_of(state.engine.embedder))
+    engine = state.engine
+    return Readiness(status="ready", embedder_runtime=runtime_of(engine.embedder),
+                     document_runtime=runtime_of(engine.document_embedder))
 
 
 @router.get("/metrics", response_class=Response,
