@@ -19,17 +19,20 @@ after fp32, so it serves only when set (`CONTEXTD_EMBEDDER=torch-bf16`).
     'onnx-fp32'
 
 Documents are another workload: whole chunks of up to 256 word pieces, in batches, where the
-matrix products are nearly all the work and PyTorch's per-call cost does not count. Where the
-CPU has AMX tiles for bf16 (`amx_bf16`), oneDNN runs those products several times faster in
-bf16 than in fp32 or ONNX Runtime's int8 (on an Intel Xeon with AMX, 2026-12-04: 117
-documents/s against 32-35), so `choose_document_runtime` embeds documents in bf16 there and
-queries stay on the query runtime. AVX-512 BF16 alone (dot products, no tiles) was slower than
-fp32 as measured, so it does not count.
+matrix products are nearly all the work and PyTorch's per-call cost does not count. Their
+runtime is chosen apart (`choose_document_runtime`), on the measured quality of the pair: at
+the operating point (`contextd eval beir --mode dense`, top 10 documents of SciFact), int8
+queries cost nothing against fp32 (0.0002) but int8 documents do (0.0072, over the
+tolerance: rounding adds up over long chunks), so documents are never int8. Where the CPU has
+AMX tiles for bf16 (`amx_bf16`), oneDNN runs the products several times faster in bf16 than
+in fp32 or int8 (an Intel Xeon with AMX, 2026-12-04: 117 documents/s against 32-35) at a cost
+of 0.0019, so documents are bf16 there; elsewhere ONNX fp32. AVX-512 BF16 alone (dot
+products, no tiles) was slower than fp32 as measured, so it does not count.
 
     >>> choose_document_runtime({"avx512_vnni", "amx_bf16"}, "onnx-int8")
     'torch-bf16'
     >>> choose_document_runtime({"avx512_vnni", "avx512_bf16"}, "onnx-int8")
-    'onnx-int8'
+    'onnx-fp32'
 """
 
 from __future__ import annotations
@@ -111,23 +114,47 @@ def choose_runtime(flags: Iterable[str] | None = None, tolerance: float = TOLERA
     return "onnx-fp32"
 
 
-# CPU flags any one of which makes a runtime the faster for documents than the query runtime.
+# Dense nDCG@10 at the operating point (eval beir --mode dense: top 10 documents, chunks) on
+# SciFact with fp32 queries and documents (0.6548), minus that of (query runtime, document
+# runtime). Intel Xeon (AMX), 2026-12-04, benchmarks/RESULTS.md.
+PAIR_NDCG_LOSS: Mapping[tuple[str, str], float] = {
+    ("onnx-int8", "onnx-int8"): 0.0072,
+    ("onnx-int8", "onnx-fp32"): 0.0002,
+    ("onnx-int8", "torch-bf16"): 0.0019,
+}
+# CPU flags any one of which makes a runtime faster on documents than fp32.
 DOCUMENT_NEEDS: Mapping[str, frozenset[str]] = {"torch-bf16": frozenset({"amx_bf16"})}
+
+
+def pair_allowed(queries: str, documents: str, tolerance: float = TOLERANCE) -> bool:
+    """Whether documents embedded by `documents` may be searched with queries by `queries`:
+    the pair's measured loss is within `tolerance`; unmeasured, fp32 documents always are and
+    others as `allowed` says of them.
+
+        >>> pair_allowed("onnx-int8", "onnx-int8"), pair_allowed("onnx-int8", "onnx-fp32")
+        (False, True)
+    """
+    loss = PAIR_NDCG_LOSS.get((queries, documents))
+    if loss is not None:
+        return loss <= tolerance
+    return documents in ("onnx-fp32", "torch-fp32") or allowed(documents, tolerance)
 
 
 def choose_document_runtime(flags: Iterable[str] | None, query_runtime: str,
                             tolerance: float = TOLERANCE) -> str:
-    """The runtime documents are embedded with: `query_runtime`, unless the CPU (`flags`,
-    default this machine's) runs an `allowed` runtime of `DOCUMENT_NEEDS` faster on them.
+    """The runtime documents are embedded with, for queries on `query_runtime`: bf16 where
+    the CPU (`flags`, default this machine's) has AMX, else the query runtime, else ONNX
+    fp32: the first whose pair with `query_runtime` is `pair_allowed`.
 
         >>> choose_document_runtime({"avx2"}, "onnx-fp32")
         'onnx-fp32'
     """
     have = frozenset(cpu_flags() if flags is None else flags)
-    for runtime, needs in DOCUMENT_NEEDS.items():
-        if allowed(runtime, tolerance) and needs & have:
+    faster = [r for r, needs in DOCUMENT_NEEDS.items() if needs & have]
+    for runtime in (*faster, query_runtime):
+        if pair_allowed(query_runtime, runtime, tolerance):
             return runtime
-    return query_runtime
+    return "onnx-fp32"
 
 
 def runtime_of(embedder: object) -> str | None:

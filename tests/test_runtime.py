@@ -97,11 +97,17 @@ def test_importing_contextd_and_serving_on_onnx_does_not_import_torch(tmp_path) 
 
 @pytest.mark.parametrize(("flags", "expected"), [
     ({"avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "amx_tile"}, "torch-bf16"),
-    ({"avx512_vnni", "avx512_bf16"}, "onnx-int8"),  # bf16 dot products alone: not faster
-    ({"avx2"}, "onnx-int8"),
+    ({"avx512_vnni", "avx512_bf16"}, "onnx-fp32"),  # bf16 dot products alone: not faster
+    ({"avx2"}, "onnx-fp32"),  # int8 documents measured outside the tolerance
 ])
 def test_documents_go_to_bf16_only_where_the_cpu_has_amx(flags, expected) -> None:
     assert runtime.choose_document_runtime(flags, "onnx-int8") == expected
+    assert runtime.choose_document_runtime(flags - {"amx_bf16"}, "onnx-fp32") == "onnx-fp32"
+
+
+def test_int8_documents_serve_if_measured_within_the_tolerance(monkeypatch) -> None:
+    monkeypatch.setitem(runtime.PAIR_NDCG_LOSS, ("onnx-int8", "onnx-int8"), 0.001)
+    assert runtime.choose_document_runtime({"avx512_vnni"}, "onnx-int8") == "onnx-int8"
 
 
 def test_documents_stay_on_the_query_runtime_when_bf16_is_outside_the_tolerance(
@@ -112,7 +118,8 @@ def test_documents_stay_on_the_query_runtime_when_bf16_is_outside_the_tolerance(
 
 @pytest.mark.parametrize(("flags", "settings", "expected"), [
     ({"amx_bf16", "avx512_vnni"}, {}, "torch-bf16"),
-    ({"avx512_vnni"}, {}, "same"),
+    ({"avx512_vnni"}, {}, "onnx-fp32"),  # int8 queries, fp32 documents
+    ({"avx2"}, {}, "same"),  # fp32 for both
     ({"amx_bf16", "avx512_vnni"}, {"document_embedder": "same"}, "same"),
     ({"amx_bf16", "avx512_vnni"}, {"embedder": "onnx-fp32"}, "same"),  # queries named one
     ({"avx2"}, {"document_embedder": "torch-fp32"}, "torch-fp32"),
