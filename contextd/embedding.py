@@ -398,6 +398,7 @@ class SentenceTransformerEmbedder:
         self._backend: str | None = None
         self._runner: Any = None
         self._onnx: OnnxSentenceModel | None = None
+        self._share: SentenceTransformerEmbedder | None = None  # see `with_runtime`
         # ms a query of each candidate runtime when they were timed at start (see `_faster_of`).
         self.start_timings: dict[str, float] | None = None
 
@@ -450,9 +451,13 @@ class SentenceTransformerEmbedder:
             >>> SentenceTransformerEmbedder(backend="onnx-int8").with_runtime("torch-bf16").runtime
             'torch-bf16'
         """
-        return SentenceTransformerEmbedder(self._model_path, runtime, self._batch_size,
-                                           self._threads, self._cache_dir,
-                                           self._max_seq_length, self._quantize)
+        sibling = SentenceTransformerEmbedder(self._model_path, runtime, self._batch_size,
+                                              self._threads, self._cache_dir,
+                                              self._max_seq_length, self._quantize)
+        # When this one ends up serving `runtime` too (int8 timed slower than fp32 at start),
+        # the sibling uses its model rather than load a second copy.
+        sibling._share = self
+        return sibling
 
     def warm_up(self) -> None:
         """Load (and on first use export) the model; later calls return at once."""
@@ -490,6 +495,12 @@ class SentenceTransformerEmbedder:
         self._onnx.encode(list(texts), self._batch_size, deliver)
 
     def _load(self) -> None:
+        share = self._share
+        if share is not None:
+            share.warm_up()
+            if share.backend == self._requested:
+                self._backend, self._onnx, self._runner = share._backend, share._onnx, share._runner
+                return
         _force_offline()
         model_path = self._model_path or bundled_model_path()
         if self._requested.startswith("onnx"):

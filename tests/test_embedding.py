@@ -323,3 +323,14 @@ def test_query_timing_measures_one_query_at_a_time(auto_embedder) -> None:
 
 def model_name(model) -> str:  # type: ignore[no-untyped-def]
     return str(model.path)
+
+
+@pytest.mark.model
+def test_a_sibling_on_the_same_runtime_shares_the_loaded_model() -> None:
+    queries = SentenceTransformerEmbedder(backend="onnx-fp32")
+    same = queries.with_runtime("onnx-fp32")
+    other = queries.with_runtime("torch-fp32")
+    same.warm_up()
+    assert same._onnx is queries._onnx and same.backend == "onnx-fp32"
+    assert np.allclose(same.embed(["tidal power"]), queries.embed(["tidal power"]))
+    assert other.runtime == "torch-fp32" and other.model_id == queries.model_id
