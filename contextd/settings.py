@@ -115,7 +115,8 @@ class Settings(BaseSettings):
                                 "than this. Ignored without store.")
     embedder: Literal["auto", "onnx-fp32", "onnx-int8", "torch-fp32", "torch-bf16", "torch",
                       "onnx", "hash"] = Field(
-        "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2: 'auto' picks "
+        "auto", description="Embedding runtime for the bundled all-MiniLM-L6-v2, for queries "
+        "and turns (documents: see document_embedder): 'auto' picks "
         "one from the CPU's instructions among those measured within 0.005 dense nDCG@10 of "
         "fp32 on SciFact (see contextd.runtime; as measured, ONNX int8 where VNNI is, else "
         "ONNX fp32); "

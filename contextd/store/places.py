@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 V = TypeVar("V")
 Place = tuple[str, int]
 
-# Places remembered per namespace (about 130 bytes each); past it the older half is forgotten.
+# Places remembered per namespace (about 190 bytes each); past it the older half is forgotten.
 DEFAULT_LIMIT = 200_000
 # Bytes of chunk rows remembered per namespace (a row weighs its text, vector and ~300 bytes
 # of objects: ~3.5 kB for a 256-piece chunk of a 384-dimension model, ~4,700 rows).
