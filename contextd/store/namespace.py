@@ -78,6 +78,9 @@ class NamespaceData:
     lexical_lock: threading.Lock = field(default_factory=threading.Lock)
     _places: ChunkMemo[Place] = field(init=False, repr=False)
     _rows: ChunkMemo[ChunkRow] = field(init=False, repr=False)
+    # The change log's sequence up to which the remembered rows' removals were forgotten.
+    _rows_seq: int = field(init=False, default=-1, repr=False)
+    _rows_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self._places = ChunkMemo(self.store.chunk_places)
@@ -89,9 +92,25 @@ class NamespaceData:
         return self._places(ids)
 
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
-        """The row of each of `ids` that exists now. Which do is asked of SQLite each time
-        (one read of the ids alone); the rows themselves come from memory once read."""
-        return self._rows(self.store.existing_chunk_ids(ids))
+        """The row of each of `ids` that exists, from memory once read. The change log's
+        sequence is read first (one row); when it moved, the chunks written or deleted since
+        (by any process) are forgotten before anything is answered, so a deleted chunk is
+        never shown."""
+        seq = self.store.last_seq()
+        if seq != self._rows_seq:
+            self._forget_changed_rows()
+        return self._rows(ids)
+
+    def _forget_changed_rows(self) -> None:
+        with self._rows_lock:
+            changes = self.store.changes_since(self._rows_seq) if self._rows_seq >= 0 else None
+            if changes is None:  # the first read, or the log was compacted past us
+                self._rows.forget()
+                self._rows_seq = self.store.last_seq()
+            else:
+                touched, self._rows_seq = changes
+                if touched:
+                    self._rows.forget(touched)
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,

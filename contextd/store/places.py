@@ -36,10 +36,11 @@ class ChunkMemo(Generic[V]):
     """What `read` (a store's `chunk_places` or `chunks`) says of each of `ids` that exists or
     existed: read the first time, from memory after.
 
-    A chunk deleted since it was first read may still be answered for: a caller that must not
-    show a deleted chunk asks the store which ids exist first (`NamespaceData.chunk_rows`
-    does). Thread-safe. It holds at most `limit` of `weigh`'s units (one a value by default);
-    past it, the older half of what it holds is forgotten."""
+    A chunk deleted since it was first read is answered for until `forget` is told of it
+    (`NamespaceData.chunk_rows` does so from the change log before it reads). Thread-safe;
+    a read that began before a `forget` answers but keeps nothing. It holds at most `limit`
+    of `weigh`'s units (one a value by default); past it, the older half of what it holds is
+    forgotten."""
 
     def __init__(self, read: Callable[[list[int]], dict[int, V]], limit: int = DEFAULT_LIMIT,
                  weigh: Callable[[V], int] | None = None) -> None:
@@ -50,10 +51,24 @@ class ChunkMemo(Generic[V]):
         self._weigh = weigh
         self._known: dict[int, tuple[V, int]] = {}
         self._weight = 0
+        self._forgets = 0  # how many times ids were forgotten: a read begun before is not kept
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._known)
+
+    def forget(self, ids: Collection[int] | None = None) -> None:
+        """Forget `ids` (every id when None): they are read from the store next time."""
+        with self._lock:
+            self._forgets += 1
+            if ids is None:
+                self._known.clear()
+                self._weight = 0
+                return
+            for i in ids:
+                held = self._known.pop(i, None)
+                if held is not None:
+                    self._weight -= held[1]
 
     @property
     def weight(self) -> int:
@@ -71,12 +86,15 @@ class ChunkMemo(Generic[V]):
                     missing.append(int(i))
                 else:
                     out[i] = held[0]
+            forgets = self._forgets
         if not missing:
             return out
         fresh = self._read(missing)  # outside the lock: a slow store holds up no other reader
         out.update(fresh)
         weigh = self._weigh
         with self._lock:
+            if self._forgets != forgets:
+                return out  # read before ids were forgotten: it may hold one of them
             known = self._known
             for i, value in fresh.items():
                 weight = 1 if weigh is None else weigh(value)

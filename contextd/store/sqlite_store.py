@@ -235,17 +235,6 @@ class SqliteStore:
                 f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", part).fetchall())
         return out
 
-    def existing_chunk_ids(self, ids: Sequence[int]) -> list[int]:
-        """Those of `ids` that exist, in their order."""
-        found: set[int] = set()
-        conn = self.reader()
-        for start in range(0, len(ids), 500):
-            part = [int(i) for i in ids[start : start + 500]]
-            marks = ",".join("?" * len(part))
-            found.update(r[0] for r in conn.execute(
-                f"SELECT id FROM chunks WHERE id IN ({marks})", part))
-        return [i for i in ids if i in found]
-
     def chunk_places(self, ids: set[int] | Sequence[int]) -> dict[int, tuple[str, int]]:
         """(document id, chunk number) of each chunk id that still exists."""
         out: dict[int, tuple[str, int]] = {}

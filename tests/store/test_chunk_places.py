@@ -105,10 +105,11 @@ def test_memory_bounded_by_weight() -> None:
 
 
 def test_rows_are_read_once_and_a_deleted_chunk_is_never_shown(
-        make_engine: Callable[..., Engine]) -> None:
-    engine = make_engine()
+        make_engine: Callable[..., Engine], tmp_path) -> None:
+    engine = make_engine(tmp_path / "shared")
     engine.upsert_documents([{"id": "tide", "text": "Tidal power turns tides into power."},
-                             {"id": "wind", "text": "Wind farms turn wind into power."}])
+                             {"id": "wind", "text": "Wind farms turn wind into power."},
+                             {"id": "sun", "text": "Solar panels turn light into power."}])
     ns = engine.registry.get("default")
     ids = ns.store.chunk_ids().tolist()
     statements: list[str] = []
@@ -118,13 +119,37 @@ def test_rows_are_read_once_and_a_deleted_chunk_is_never_shown(
         return sum("c.embedding" in s for s in statements)
 
     first = ns.chunk_rows(ids)
-    assert {row.doc_id for row in first.values()} == {"tide", "wind"}
+    assert {row.doc_id for row in first.values()} == {"tide", "wind", "sun"}
     assert ns.chunk_rows(ids) == first
     assert row_reads() == 1  # the second call came from memory
     engine.delete_document("tide")
     left = ns.chunk_rows(ids)
-    assert {row.doc_id for row in left.values()} == {"wind"}  # remembered, yet not shown
-    assert row_reads() == 1
+    assert {row.doc_id for row in left.values()} == {"wind", "sun"}  # remembered, not shown
+    assert row_reads() == 2  # only the forgotten chunk is asked for again (and is gone)
+    # Another process (its own engine on the same directory) deletes one: the change log says.
+    other = make_engine(tmp_path / "shared")
+    other.delete_document("wind")
+    assert {row.doc_id for row in ns.chunk_rows(ids).values()} == {"sun"}
     ns.store.reader().set_trace_callback(None)
-    found = engine.search("tidal power", top_k=5).hits
-    assert [h.id for h in found] == ["wind"]
+    found = engine.search("tidal wind power", top_k=5).hits
+    assert [h.id for h in found] == ["sun"]
+
+
+def test_a_read_begun_before_a_forget_keeps_nothing() -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    def read(ids: list[int]) -> dict[int, str]:
+        started.set()
+        gate.wait(5)
+        return {i: f"old {i}" for i in ids}
+
+    memo: ChunkMemo[str] = ChunkMemo(read)
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(memo, [1])
+        assert started.wait(5)
+        memo.forget([1])  # the chunk changed while the read was on its way
+        gate.set()
+        assert reading.result() == {1: "old 1"}  # answered...
+    assert len(memo) == 0  # ...but not kept
+    memo.forget()
+    assert memo.weight == 0
