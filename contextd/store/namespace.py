@@ -77,10 +77,8 @@ class NamespaceData:
     lexical: Bm25Index | None = None
     lexical_lock: threading.Lock = field(default_factory=threading.Lock)
     _places: ChunkMemo[Place] = field(init=False, repr=False)
+    # Kept as current as the vector index: every chunk it drops or re-reads is forgotten.
     _rows: ChunkMemo[ChunkRow] = field(init=False, repr=False)
-    # The change log's sequence up to which the remembered rows' removals were forgotten.
-    _rows_seq: int = field(init=False, default=-1, repr=False)
-    _rows_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self._places = ChunkMemo(self.store.chunk_places)
@@ -92,25 +90,12 @@ class NamespaceData:
         return self._places(ids)
 
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
-        """The row of each of `ids` that exists, from memory once read. The change log's
-        sequence is read first (one row); when it moved, the chunks written or deleted since
-        (by any process) are forgotten before anything is answered, so a deleted chunk is
+        """The row of each of `ids` that exists, from memory once read. The vector index is
+        caught up first (`ensure_current`: one query when nothing changed), and catching up
+        forgets every chunk written or deleted since, by any process, so a deleted chunk is
         never shown."""
-        seq = self.store.last_seq()
-        if seq != self._rows_seq:
-            self._forget_changed_rows()
+        self.ensure_current()
         return self._rows(ids)
-
-    def _forget_changed_rows(self) -> None:
-        with self._rows_lock:
-            changes = self.store.changes_since(self._rows_seq) if self._rows_seq >= 0 else None
-            if changes is None:  # the first read, or the log was compacted past us
-                self._rows.forget()
-                self._rows_seq = self.store.last_seq()
-            else:
-                touched, self._rows_seq = changes
-                if touched:
-                    self._rows.forget(touched)
 
     @classmethod
     def open(cls, name: str, path: Path, dim: int, model_id: str,
@@ -167,10 +152,12 @@ class NamespaceData:
                 touched, last_seq = changes
                 if touched or last_seq != self.index.seq:
                     _catch_up(self.store, self.index, touched, last_seq)
+                    self._rows.forget(touched)
                 return
             # The log was compacted past our index: another process saved a newer snapshot.
             self.index, _ = _load_or_rebuild(self.store, self.path / SNAPSHOT_FILE,
                                              self.index.dim, self.settings)
+            self._rows.forget()
         self.index = _rebuild(self.store, self.index.dim, self.settings)
 
     def lexical_index(self) -> Bm25Index | None:
@@ -201,6 +188,7 @@ class NamespaceData:
             if result.removed_chunk_ids:
                 self.index.remove(np.asarray(result.removed_chunk_ids, dtype=np.int64),
                                   result.seq)
+                self._rows.forget(result.removed_chunk_ids)
             if result.added_chunk_ids:
                 self.index.add(np.asarray(result.added_chunk_ids, dtype=np.int64),
                                result.added_vectors, result.seq)

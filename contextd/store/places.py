@@ -37,7 +37,7 @@ class ChunkMemo(Generic[V]):
     existed: read the first time, from memory after.
 
     A chunk deleted since it was first read is answered for until `forget` is told of it
-    (`NamespaceData.chunk_rows` does so from the change log before it reads). Thread-safe;
+    (a namespace does so whenever its vector index drops or catches up chunks). Thread-safe;
     a read that began before a `forget` answers but keeps nothing. It holds at most `limit`
     of `weigh`'s units (one a value by default); past it, the older half of what it holds is
     forgotten."""
