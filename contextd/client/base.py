@@ -186,10 +186,13 @@ class BaseClient:
 
     def _request(self, http: Any, call: Call) -> httpx.Request:
         # Built by the pool that sends it: Starlette's TestClient is a look-alike of
-        # httpx.Client with its own request class.
+        # httpx.Client (on httpx2) with its own request and timeout classes, so the timeout
+        # goes as the (connect, read, write, pool) tuple both accept.
+        t = self.timeout
         return http.build_request(
             call.method, self.base_url + call.path, params=call.params or None,
-            json=call.json, headers={**self.headers, **call.headers}, timeout=self.timeout)
+            json=call.json, headers={**self.headers, **call.headers},
+            timeout=(t.connect, t.read, t.write, t.pool))
 
     def _retry_delay(self, call: Call, attempt: int, response: httpx.Response | None,
                      error: Exception | None) -> float | None:
