@@ -57,7 +57,7 @@ from contextd.profiles import DEFAULT, ProfileRouter, profile_digest
 from contextd.protocols import Embedder, Summariser
 from contextd.retrieval.ranker import MMRRanker
 from contextd.retrieval.retriever import HybridRetriever
-from contextd.runtime import choose_document_runtime, runtime_of
+from contextd.runtime import document_runtimes, runtime_of
 from contextd.sessions import SessionService
 from contextd.settings import Settings
 from contextd.store.idempotency import IdempotencyKey, as_key
@@ -82,23 +82,29 @@ def default_embedder(settings: Settings) -> Embedder:
 def default_document_embedder(settings: Settings, embedder: Embedder) -> Embedder:
     """The embedder documents are ingested with (`settings.document_embedder`): `embedder`
     itself, unless another runtime of its model is to embed them (see
-    `contextd.runtime.choose_document_runtime`)."""
+    `contextd.runtime.document_runtimes`)."""
     from contextd.embedding import SentenceTransformerEmbedder
 
     wanted = settings.document_embedder
     if (wanted == "same" or settings.embedder == "hash"
             or not isinstance(embedder, SentenceTransformerEmbedder)):
         return embedder
+    rival = None
     if wanted == "auto":
         if not embedder.chosen_by_cpu:  # a runtime was named for queries: documents too
             return embedder
-        runtime = choose_document_runtime(None, embedder.requested)
+        runtime, *others = document_runtimes(None, embedder.requested)
+        rival = others[0] if others else None
     else:
         runtime = wanted
-    if runtime == embedder.requested:
+    if runtime == embedder.requested and rival is None:
         return embedder
-    log.info("documents embedded on %s, queries on %s", runtime, embedder.requested)
-    return embedder.with_runtime(runtime)  # type: ignore[arg-type]
+    if rival is not None:
+        log.info("documents embedded on %s or %s, whichever is faster at first use; queries "
+                 "on %s", runtime, rival, embedder.requested)
+    else:
+        log.info("documents embedded on %s, queries on %s", runtime, embedder.requested)
+    return embedder.with_runtime(runtime, rival)  # type: ignore[arg-type]
 
 
 def _summary_refiner(settings: Settings) -> SummaryRefiner | None:

@@ -20,19 +20,20 @@ after fp32, so it serves only when set (`CONTEXTD_EMBEDDER=torch-bf16`).
 
 Documents are another workload: whole chunks of up to 256 word pieces, in batches, where the
 matrix products are nearly all the work and PyTorch's per-call cost does not count. Their
-runtime is chosen apart (`choose_document_runtime`), on the measured quality of the pair: at
+runtime is chosen apart (`document_runtimes`), on the measured quality of the pair: at
 the operating point (`contextd eval beir --mode dense`, top 10 documents of SciFact), int8
 queries cost nothing against fp32 (0.0002) but int8 documents do (0.0072, over the
 tolerance: rounding adds up over long chunks), so documents are never int8. Where the CPU has
 AMX tiles for bf16 (`amx_bf16`), oneDNN runs the products several times faster in bf16 than
 in fp32 or int8 (an Intel Xeon with AMX, 2026-12-04: 117 documents/s against 32-35) at a cost
-of 0.0019, so documents are bf16 there; elsewhere ONNX fp32. AVX-512 BF16 alone (dot
-products, no tiles) was slower than fp32 as measured, so it does not count.
+of 0.0019, so documents are bf16 there. With AVX-512 BF16 alone (dot products, no tiles) bf16
+may win or not, depending on the vector unit, so bf16 and ONNX fp32 are timed side by side when
+the first document is embedded (`document_runtimes`); elsewhere documents are ONNX fp32.
 
-    >>> choose_document_runtime({"avx512_vnni", "amx_bf16"}, "onnx-int8")
-    'torch-bf16'
-    >>> choose_document_runtime({"avx512_vnni", "avx512_bf16"}, "onnx-int8")
-    'onnx-fp32'
+    >>> document_runtimes({"avx512_vnni", "amx_bf16"}, "onnx-int8")
+    ('torch-bf16',)
+    >>> document_runtimes({"avx512_vnni", "avx512_bf16"}, "onnx-int8")
+    ('torch-bf16', 'onnx-fp32')
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ PAIR_NDCG_LOSS: Mapping[tuple[str, str], float] = {
 }
 # CPU flags any one of which makes a runtime faster on documents than fp32.
 DOCUMENT_NEEDS: Mapping[str, frozenset[str]] = {"torch-bf16": frozenset({"amx_bf16"})}
+# CPU flags with which a runtime may be faster on documents, or may not: bf16 dot products
+# without the tiles (AVX-512 BF16) double the multiplies an instruction does, but what that
+# is worth depends on the vector unit behind them (an AMD EPYC Zen 5, 2026-12-06: PyTorch bf16
+# 1.35x ONNX fp32 on whole abstracts). There the two are timed side by side on document-length
+# text when the first document is embedded, and the faster embeds.
+DOCUMENT_TIMED: Mapping[str, frozenset[str]] = {"torch-bf16": frozenset({"avx512_bf16"})}
 
 
 def pair_allowed(queries: str, documents: str, tolerance: float = TOLERANCE) -> bool:
@@ -140,21 +147,30 @@ def pair_allowed(queries: str, documents: str, tolerance: float = TOLERANCE) -> 
     return documents in ("onnx-fp32", "torch-fp32") or allowed(documents, tolerance)
 
 
-def choose_document_runtime(flags: Iterable[str] | None, query_runtime: str,
-                            tolerance: float = TOLERANCE) -> str:
-    """The runtime documents are embedded with, for queries on `query_runtime`: bf16 where
-    the CPU (`flags`, default this machine's) has AMX, else the query runtime, else ONNX
-    fp32: the first whose pair with `query_runtime` is `pair_allowed`.
+def document_runtimes(flags: Iterable[str] | None, query_runtime: str,
+                      tolerance: float = TOLERANCE) -> tuple[str, ...]:
+    """The runtimes documents may be embedded with, for queries on `query_runtime` (each
+    `pair_allowed` with it): one, or a faster-maybe one first and the fallback second, to be
+    timed against each other (`DOCUMENT_TIMED`). bf16 where the CPU (`flags`, default this
+    machine's) has AMX; bf16 or the fallback, timed, where it has AVX-512 BF16 alone; else
+    the query runtime, else ONNX fp32.
 
-        >>> choose_document_runtime({"avx2"}, "onnx-fp32")
-        'onnx-fp32'
+        >>> document_runtimes({"avx2"}, "onnx-fp32")
+        ('onnx-fp32',)
+        >>> document_runtimes({"avx512_vnni", "avx512_bf16"}, "onnx-int8")
+        ('torch-bf16', 'onnx-fp32')
     """
     have = frozenset(cpu_flags() if flags is None else flags)
-    faster = [r for r, needs in DOCUMENT_NEEDS.items() if needs & have]
-    for runtime in (*faster, query_runtime):
-        if pair_allowed(query_runtime, runtime, tolerance):
-            return runtime
-    return "onnx-fp32"
+    fallback = query_runtime if pair_allowed(query_runtime, query_runtime, tolerance) else (
+        "onnx-fp32")
+    for runtime, needs in DOCUMENT_NEEDS.items():
+        if needs & have and pair_allowed(query_runtime, runtime, tolerance):
+            return (runtime,)
+    for runtime, needs in DOCUMENT_TIMED.items():
+        if needs & have and runtime != fallback and pair_allowed(query_runtime, runtime,
+                                                                 tolerance):
+            return (runtime, fallback)
+    return (fallback,)
 
 
 def runtime_of(embedder: object) -> str | None:

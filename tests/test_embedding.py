@@ -334,3 +334,38 @@ def test_a_sibling_on_the_same_runtime_shares_the_loaded_model() -> None:
     assert same._onnx is queries._onnx and same.backend == "onnx-fp32"
     assert np.allclose(same.embed(["tidal power"]), queries.embed(["tidal power"]))
     assert other.runtime == "torch-fp32" and other.model_id == queries.model_id
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("faster", ["torch-bf16", "onnx-fp32"])
+def test_a_document_runtime_timed_against_a_rival_serves_the_faster(faster,
+                                                                    monkeypatch) -> None:
+    times = {"torch-bf16": 50.0, "onnx-fp32": 80.0}
+    if faster == "onnx-fp32":
+        times = {"torch-bf16": 90.0, "onnx-fp32": 60.0}
+    monkeypatch.setattr(embedding, "document_batch_ms", lambda e: times[e.runtime])
+    queries = SentenceTransformerEmbedder(backend="onnx-fp32")
+    documents = queries.with_runtime("torch-bf16", timed_against="onnx-fp32")
+    assert documents.runtime == "torch-bf16" and documents._runner is None
+    # The model id (the embedding cache's key) is the winner's: asking for it times them.
+    assert documents.model_id == f"all-MiniLM-L6-v2/{faster.rsplit('-', 1)[1]}/len256"
+    assert documents.runtime == faster and documents.start_timings == times
+    if faster == "onnx-fp32":  # the rival on the query runtime is the query model itself
+        assert documents._onnx is queries._onnx
+    vectors = documents.embed(["tidal power", "glacier retreat"])
+    assert (np.sum(queries.embed(["tidal power", "glacier retreat"]) * vectors, axis=1)
+            > 0.999).all()
+
+
+@pytest.mark.model
+def test_document_batches_are_timed_on_document_length_text() -> None:
+    from contextd.embedding import TIMING_DOCUMENTS, document_batch_ms
+
+    embedder = SentenceTransformerEmbedder(backend="onnx-fp32")
+    assert document_batch_ms(embedder) > 0
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(embedding.bundled_model_path() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    lengths = [len(tokenizer.encode(t).ids) for t in TIMING_DOCUMENTS]
+    assert 150 <= min(lengths) and max(lengths) < 256  # a chunk's length, within the window
