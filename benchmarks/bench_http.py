@@ -1,6 +1,7 @@
 """HTTP benchmark: /v1/assemble latency and throughput over loopback at 1, 8 and 32 clients.
 
     python benchmarks/bench_http.py --data /work/shared/data/beir-scifact
+    python benchmarks/bench_http.py --workers 2          # two server processes on one port
 
 Starts `contextd serve` (real model) in a subprocess on a persistent data directory
 (benchmarks/out/http-data), ingests SciFact over HTTP on the first run (the embedding cache
@@ -61,11 +62,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+RUNNING: dict[str, int] = {}
+
+
+def server_memory_mb(pid: int) -> dict[str, float]:
+    """Resident and peak resident MB of the server and its worker processes, added up."""
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    totals = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for each in pids:
+        with suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in totals:
+                    totals[key] += int(value.split()[0]) / 1024
+    return {"rss_mb": round(totals["VmRSS"]), "peak_rss_mb": round(totals["VmHWM"]),
+            "processes": len(pids)}
+
+
 @contextmanager
 def running_server(args: argparse.Namespace) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "CONTEXTD_BATCH_WAIT_MS": str(args.batch_wait_ms),
-           "CONTEXTD_HTTP_THREADS": str(args.threads)}
+           "CONTEXTD_HTTP_THREADS": str(args.threads),
+           "CONTEXTD_HTTP_WORKERS": str(args.workers)}
     log = open(OUT / "bench_http.server.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
@@ -77,12 +96,16 @@ def running_server(args: argparse.Namespace) -> Iterator[str]:
             if process.poll() is not None:
                 raise SystemExit(f"server exited; see {log.name}")
             try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                # contextd_ready is 1 once every worker process is (it is their minimum).
+                if (httpx.get(url + "/readyz", timeout=2).status_code == 200
+                        and re.search(r"^contextd_ready(\{[^}]*\})? 1", httpx.get(
+                            url + "/metrics", timeout=2).text, re.M)):
                     break
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
         print(f"server ready in {time.perf_counter() - started:.1f} s at {url}")
+        RUNNING["pid"] = process.pid
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
@@ -200,6 +223,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=3000)
     parser.add_argument("--batch-wait-ms", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=8, help="server Engine threads")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--cache", action="store_true",
                         help="let the semantic cache answer repeats (off by default: a "
                              "client cycling through the queries would measure cache hits "
@@ -223,6 +247,7 @@ def main() -> None:
                                         args.warmup, args.max_tokens, args.cache))
             row.update(server_side(before, scrape(url)))
             row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+            row["server_memory"] = server_memory_mb(RUNNING["pid"])
             rows.append(row)
             print(f"  {clients:>3} clients: {row['rps']} req/s, p50 {row['p50_ms']} ms")
 
@@ -230,7 +255,10 @@ def main() -> None:
           f"{'batch':>6} {'errors':>6}")
     for r in rows:
         print(f"{r['clients']:>7} {r['rps']:>7} {r['p50_ms']:>7} {r['p95_ms']:>7} "
-              f"{r['p99_ms']:>7} {r['mean_batch_size'] or '-':>6} {r['errors']:>6}")
+              f"{r['p99_ms']:>7} {r['mean_batch_size'] or '-':>6} {r['errors']:>6}  "
+              f"server RSS {r['server_memory']['rss_mb']} MB "
+              f"(peak {r['server_memory']['peak_rss_mb']}, {r['server_memory']['processes']} "
+              "processes)")
     base = rows[0]["rps"] or 1
     for r in rows[1:]:
         print(f"  {r['clients']} clients: {r['rps'] / base:.2f}x the requests/s of "

@@ -385,7 +385,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # Flags that set a Settings field of the same name. Their argparse default is SUPPRESS, so
 # an absent flag leaves the field to the environment, the config file, then the default.
-SETTING_FLAGS = ("data_dir", "store", "host", "port", "log_level", "log_format")
+SETTING_FLAGS = ("data_dir", "store", "host", "port", "http_workers", "log_level", "log_format")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -581,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copy only this namespace (repeatable; default: all)")
 
     p = add_command(sub, "serve", cmd_serve, "run the HTTP service")
-    for name in ("host", "port", "log_level", "log_format"):
+    for name in ("host", "port", "http_workers", "log_level", "log_format"):
         setting_option(p, name)
     p.add_argument("--sample", action="store_true",
                    help="ingest the sample corpus into an empty 'default' namespace")

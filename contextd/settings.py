@@ -130,7 +130,9 @@ class Settings(BaseSettings):
         "auto", description="Embedding runtime for documents (ingestion), which may differ "
         "from the one for queries and turns: with `embedder` 'auto' too, 'auto' embeds them in "
         "bf16 on PyTorch where the CPU has AMX (amx_bf16: several times faster on whole "
-        "chunks), and else in ONNX fp32 (int8 documents lost more than 0.005 dense nDCG@10, "
+        "chunks); where it has AVX-512 BF16 alone, in bf16 or ONNX fp32, whichever a timing "
+        "at the first document finds faster; else in ONNX fp32 (int8 documents lost more than "
+        "0.005 dense nDCG@10, "
         "int8 queries nothing; see contextd.runtime); PyTorch loads with the first document, "
         "never in a process that only serves queries. 'same' always uses the query runtime; "
         "a runtime name uses that one. "
@@ -242,6 +244,13 @@ class Settings(BaseSettings):
                             "admin key).")
     http_threads: int = Field(8, ge=1, le=256, description="Engine calls the HTTP server runs "
                               "at once, off the event loop.")
+    http_workers: int = Field(1, ge=1, le=64, description="Processes `contextd serve` runs on "
+                              "its one port, each with its own engine (model, indexes, caches) "
+                              "over the one data directory or PostgreSQL store, as replicas "
+                              "would be: Python runs one thread at a time in a process, so on "
+                              "several cores more requests are served at once (and each "
+                              "process costs its own memory, about 300 MB with the bundled "
+                              "model). /metrics adds up all of them.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest HTTP request "
                                 "body; larger ones get 413 before they are read whole.")
     summariser_url: str | None = Field(None, description="Base URL of an OpenAI-compatible "

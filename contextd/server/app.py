@@ -124,6 +124,7 @@ def create_app(engine: Engine | None = None, *, max_body_bytes: int | None = Non
                 log.error("engine calls still running after %s s; closing anyway",
                           SHUTDOWN_WAIT_S)
             await anyio.to_thread.run_sync(engine.close)
+            app.state.metrics.close()
             if keys.store is not None:
                 keys.store.close()
             if app.state.failures is not None:

@@ -10,12 +10,23 @@ slugs, drop reasons, profile names from the configuration, and `query_type`, fol
     >>> metrics.observe_request("POST", "/v1/assemble", 200, 0.012)
     >>> b"contextd_http_request_duration_seconds" in metrics.exposition()
     True
+
+With several worker processes (`http_workers`), prometheus_client's multiprocess mode is on
+(`PROMETHEUS_MULTIPROC_DIR`, set by `contextd serve`): every worker writes its series to files
+there and /metrics, whichever worker answers, reports the sum over all of them (gauges: over
+the live ones; `contextd_ready` is 1 only when every live worker is). The batcher's and the
+cache's own counters are copied into those files every `MIRROR_INTERVAL_S` and before each
+scrape. Process, platform and GC metrics are per process and are left out there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -28,6 +39,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -54,6 +66,26 @@ STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 TOKEN_BUCKETS = (0, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
                  131072, 262144, 1048576)
 UTILISATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# prometheus_client's switch for multiprocess mode, read when it is imported.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds between copies of scrape-time counters into a worker's shared files.
+MIRROR_INTERVAL_S = 1.0
+LOOKUPS_HELP = ("Assemble requests by semantic cache outcome: hit (reason exact or similar) "
+                "or miss (no_entry, below_threshold, guard, expired, disabled).")
+ENTRIES_HELP = "Responses held by the semantic cache, all namespaces."
+BYTES_HELP = "Estimated bytes held by the semantic cache, all namespaces."
+EVICTIONS_HELP = "Cached responses pushed out by the size bounds."
+_LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def multiprocess_dir() -> Path | None:
+    """The directory of multiprocess mode's files, when it is on.
+
+        >>> multiprocess_dir() is None or multiprocess_dir().is_dir()
+        True
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    return Path(path) if path else None
 
 
 @dataclass
@@ -79,17 +111,23 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        # The standard process (CPU, memory, file descriptors), Python platform and GC
-        # metrics, as the default registry has them.
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
+        self.shared = multiprocess_dir()
+        self._mirrors: list[Callable[[], None]] = []
+        self._mirror_lock = threading.Lock()
+        self._mirror_stop = threading.Event()
+        if self.shared is None:  # per-process figures; in multiprocess mode they would mix
+            # The standard process (CPU, memory, file descriptors), Python platform and GC
+            # metrics, as the default registry has them.
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
         self.request_seconds = Histogram(
             "contextd_http_request_duration_seconds",
             "HTTP request latency by route template, method and status.",
             ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge(
-            "contextd_http_requests_in_flight", "HTTP requests being served.", registry=r)
+            "contextd_http_requests_in_flight", "HTTP requests being served.", registry=r,
+            multiprocess_mode="livesum")
         self.stage_seconds = Histogram(
             "contextd_stage_duration_seconds",
             "Time spent in each stage of an operation, from the response's timings_ms.",
@@ -128,7 +166,8 @@ class ServiceMetrics:
         self._series: dict[tuple[str, str], _AssembleSeries] = {}
         self._stages: dict[tuple[str, str, str, str], Any] = {}
         self.ready = Gauge(
-            "contextd_ready", "1 once the model, tokenizer and indexes are warm.", registry=r)
+            "contextd_ready", "1 once the model, tokenizer and indexes are warm.", registry=r,
+            multiprocess_mode="livemin")
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One finished HTTP request; `route` is the template, e.g. /v1/sessions/{session_id}."""
@@ -194,15 +233,101 @@ class ServiceMetrics:
 
     def watch_batcher(self, batcher: MicroBatcher) -> None:
         """Export the micro-batcher's forward passes and texts (their ratio: mean batch size)."""
-        self.registry.register(_BatcherCollector(batcher))
+        if self.shared is None:
+            self.registry.register(_BatcherCollector(batcher))
+            return
+        batches = Counter("contextd_query_embedding_batches",
+                          "Forward passes of the query micro-batcher.", registry=None)
+        texts = Counter("contextd_query_embeddings",
+                        "Query texts embedded by the micro-batcher.", registry=None)
+        self._mirror(_counting(lambda: batcher.batches, batches.inc),
+                     _counting(lambda: batcher.texts, texts.inc))
 
     def watch_cache(self, cache: SemanticCache) -> None:
         """Export the semantic cache's lookups by outcome and reason, and what it holds."""
-        self.registry.register(_CacheCollector(cache))
+        if self.shared is None:
+            self.registry.register(_CacheCollector(cache))
+            return
+        lookups = Counter("contextd_cache_lookups", LOOKUPS_HELP, ["outcome", "reason"],
+                          registry=None)
+        entries = Gauge("contextd_cache_entries", ENTRIES_HELP, registry=None,
+                        multiprocess_mode="livesum")
+        nbytes = Gauge("contextd_cache_bytes", BYTES_HELP, registry=None,
+                       multiprocess_mode="livesum")
+        evictions = Counter("contextd_cache_evictions", EVICTIONS_HELP, registry=None)
+
+        def totals() -> None:
+            held, size = cache.totals()
+            entries.set(held)
+            nbytes.set(size)
+
+        self._mirror(*(_counting(lambda reason=reason: cache.counts()[reason], lookups.labels(
+            "hit" if reason in HITS else "miss", reason).inc) for reason in OUTCOMES),
+            _counting(lambda: cache.evicted, evictions.inc), totals)
+
+    def _mirror(self, *copies: Callable[[], None]) -> None:
+        """Run `copies` now, every MIRROR_INTERVAL_S on a daemon thread, and before a scrape."""
+        with self._mirror_lock:
+            if not self._mirrors:
+                threading.Thread(target=self._mirror_loop, name="contextd-metrics-mirror",
+                                 daemon=True).start()
+            self._mirrors.extend(copies)
+        self._copy()
+
+    def _mirror_loop(self) -> None:
+        while not self._mirror_stop.wait(MIRROR_INTERVAL_S):
+            self._copy()
+
+    def _copy(self) -> None:
+        with self._mirror_lock:
+            for copy in self._mirrors:
+                copy()
+
+    def close(self) -> None:
+        """Stop copying into the shared files (multiprocess mode); a last copy first."""
+        self._copy()
+        self._mirror_stop.set()
 
     def exposition(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text format; in multiprocess mode, every worker's."""
+        if self.shared is None:
+            return generate_latest(self.registry)
+        self._copy()
+        forget_dead_workers(self.shared)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=str(self.shared))
+        return generate_latest(merged)
+
+
+def _counting(read: Callable[[], int], inc: Callable[[float], None]) -> Callable[[], None]:
+    """A copy of the running total `read()` into a shared counter, by what it grew since."""
+    last = 0
+
+    def copy() -> None:
+        nonlocal last
+        now = read()
+        if now > last:
+            inc(now - last)
+            last = now
+
+    return copy
+
+
+def forget_dead_workers(path: Path) -> None:
+    """Drop the live-gauge files of worker processes that have exited (their counters stay:
+    the totals they counted happened), so in-flight requests and readiness are the live
+    workers'."""
+    for file in path.glob("gauge_live*_*.db"):
+        found = _LIVE_FILE.match(file.name)
+        if found is None:
+            continue
+        pid = int(found.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(path))
+        except PermissionError:
+            pass  # alive, under another user
 
 
 class _BatcherCollector(Collector):
@@ -227,22 +352,14 @@ class _CacheCollector(Collector):
         self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
-        lookups = CounterMetricFamily(
-            "contextd_cache_lookups",
-            "Assemble requests by semantic cache outcome: hit (reason exact or similar) or miss "
-            "(no_entry, below_threshold, guard, expired, disabled).",
-            labels=["outcome", "reason"])
+        lookups = CounterMetricFamily("contextd_cache_lookups", LOOKUPS_HELP,
+                                      labels=["outcome", "reason"])
         counts = self.cache.counts()
         for reason in OUTCOMES:
             lookups.add_metric(["hit" if reason in HITS else "miss", reason], counts[reason])
         yield lookups
         entries, nbytes = self.cache.totals()
-        yield GaugeMetricFamily("contextd_cache_entries",
-                                "Responses held by the semantic cache, all namespaces.",
-                                value=entries)
-        yield GaugeMetricFamily("contextd_cache_bytes",
-                                "Estimated bytes held by the semantic cache, all namespaces.",
-                                value=nbytes)
-        yield CounterMetricFamily("contextd_cache_evictions",
-                                  "Cached responses pushed out by the size bounds.",
+        yield GaugeMetricFamily("contextd_cache_entries", ENTRIES_HELP, value=entries)
+        yield GaugeMetricFamily("contextd_cache_bytes", BYTES_HELP, value=nbytes)
+        yield CounterMetricFamily("contextd_cache_evictions", EVICTIONS_HELP,
                                   value=self.cache.evicted)

@@ -9,12 +9,20 @@ and prints a ready-to-paste curl command.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import logging
 import os
 import shlex
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
 
 from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
@@ -104,55 +112,148 @@ def serve(settings: Settings | None = None, *, sample: bool = False,
     """Run the service until interrupted; SIGINT/SIGTERM let in-flight requests finish.
 
     `settings` (default: `Settings.from_env()`, i.e. CONTEXTD_* variables and the config file)
-    give the interface, port, data directory, API keys, worker threads and logging; contextd
-    and uvicorn log through one handler in `settings.log_format`. Without any API key it
-    listens only on loopback unless `insecure`. Profiles are reloaded from `config_file`
-    (default: CONTEXTD_CONFIG) on SIGHUP and when it changes, without a restart.
+    give the interface, port, data directory, API keys, worker threads and processes and
+    logging; contextd and uvicorn log through one handler in `settings.log_format`. Without any
+    API key it listens only on loopback unless `insecure`. Profiles are reloaded from
+    `config_file` (default: CONTEXTD_CONFIG) when it changes, and on SIGHUP (with several
+    worker processes, SIGHUP restarts them one after another), without a restart.
 
         >>> serve(Settings.from_env(port=8000), sample=True)  # doctest: +SKIP
     """
     import uvicorn
 
     from contextd.logs import configure_logging
-    from contextd.server import create_app
 
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
-    host, port = settings.host, settings.port
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    keys = KeyRing(settings.api_keys, legacy_key=api_key, store=KeyStore(settings.data_dir))
-    check_listen_address(host, keys, insecure)
+    keys = _keys(settings)
+    check_listen_address(settings.host, keys, insecure)
     if not keys.configured():
-        log.warning("no API key exists: every route is open to whoever reaches %s", host)
+        log.warning("no API key exists: every route is open to whoever reaches %s",
+                    settings.host)
+    config_file = config_file or os.environ.get(CONFIG_ENV) or None
+    if settings.http_workers > 1:
+        if keys.store is not None:
+            keys.store.close()
+        _serve_workers(settings, sample, config_file)
+        return
+    app, watcher = _app(settings, keys, sample, config_file)
+    # One worker process: the model and indexes live in this process; concurrency comes from
+    # the app's thread pool and the query micro-batcher. log_config=None: uvicorn's loggers
+    # keep no handlers of their own and propagate to the one configure_logging set up.
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                    log_config=None, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+# Seconds uvicorn gives in-flight requests at shutdown.
+SHUTDOWN_GRACE_S = 30
+# Hands each worker process of `contextd serve` its settings and options (see `worker_app`).
+WORKER_ENV = "_CONTEXTD_SERVE_WORKER"
+
+
+def _keys(settings: Settings) -> KeyRing:
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    return KeyRing(settings.api_keys, legacy_key=api_key, store=KeyStore(settings.data_dir))
+
+
+def _app(settings: Settings, keys: KeyRing, sample: bool, config_file: str | Path | None,
+         banner_once: Path | None = None) -> tuple[Any, ConfigWatcher | None]:
+    """The app of one serving process, and the watcher of its config file (if any). With
+    `banner_once`, only the first process to create that file prints the ready banner."""
+    from contextd.server import create_app
+
+    host, port = settings.host, settings.port
     engine = Engine(settings=settings)
 
     def on_ready(ready: Engine) -> None:
-        if sample:
+        if not sample:
+            return
+        # Worker processes start together: one ingests, the others wait, then find it done.
+        with _exclusive(Path(settings.data_dir) / ".samples.lock"):
             count = ingest_samples(ready)
-            if count:
-                log.info("ingested %d sample documents into namespace %r", count,
-                         SAMPLE_NAMESPACE)
+        if count:
+            log.info("ingested %d sample documents into namespace %r", count, SAMPLE_NAMESPACE)
+        if banner_once is None or _created(banner_once):
             shown = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
             print("\ncontextd is ready. Try:\n\n"
                   + curl_example(host, port, settings.api_key is not None)
                   + f"\n\nor open {shown}/inspect to see where the tokens go, and {shown}/docs "
                   "for the API.\n", flush=True)
 
-    config_file = config_file or os.environ.get(CONFIG_ENV) or None
     watcher = None
     if config_file:
         watcher = ConfigWatcher(Path(config_file), engine.reload_profiles,
                                 interval_s=settings.profiles_poll_s)
         watcher.start()
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
     app = create_app(engine, api_key=api_key, keys=keys, on_ready=on_ready,
                      worker_threads=settings.http_threads,
                      max_body_bytes=settings.max_body_bytes)
-    # One worker process: the model and indexes live in this process; concurrency comes from
-    # the app's thread pool and the query micro-batcher. log_config=None: uvicorn's loggers
-    # keep no handlers of their own and propagate to the one configure_logging set up.
+    return app, watcher
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`, across processes, waiting for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _created(path: Path) -> bool:
+    """Create `path`; False if it exists already (another process came first)."""
     try:
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level, log_config=None,
-                    timeout_graceful_shutdown=30)
+        path.touch(exist_ok=False)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _serve_workers(settings: Settings, sample: bool, config_file: str | Path | None) -> None:
+    """`settings.http_workers` processes on one socket, each with its own engine over the
+    one data directory (or PostgreSQL store), as replicas would; uvicorn's supervisor
+    restarts a worker that dies. /metrics adds up all of them (see contextd.server.metrics)."""
+    import uvicorn
+
+    from contextd.server.metrics import MULTIPROC_ENV
+
+    values = settings.model_dump(mode="json")
+    values.update({name: value.get_secret_value() for name, value in settings
+                   if isinstance(value, SecretStr)})  # the dump masks them
+    shared = tempfile.mkdtemp(prefix="contextd-metrics-")
+    os.environ[WORKER_ENV] = json.dumps({
+        "settings": values, "sample": sample,
+        "config_file": str(config_file) if config_file else None,
+        "banner_once": str(Path(shared) / "ready-banner")})  # beside the metrics, wiped after
+    os.environ[MULTIPROC_ENV] = shared
+    log.info("serving with %d worker processes", settings.http_workers)
+    try:
+        uvicorn.run(f"{__name__}:worker_app", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.http_workers,
+                    log_level=settings.log_level, log_config=None,
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     finally:
-        if watcher is not None:
-            watcher.stop()
+        os.environ.pop(WORKER_ENV, None)
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def worker_app() -> Any:
+    """The app of one worker process of `contextd serve` with `http_workers` > 1; uvicorn
+    calls it in each process, which gets its settings from the serving one."""
+    from contextd.logs import configure_logging
+
+    spec = json.loads(os.environ[WORKER_ENV])
+    settings = Settings(**spec["settings"])
+    configure_logging(settings.log_level, settings.log_format)
+    app, _watcher = _app(settings, _keys(settings), spec["sample"], spec["config_file"],
+                         Path(spec["banner_once"]))
+    return app

@@ -136,3 +136,65 @@ def test_serve_limits_native_thread_pools(monkeypatch: pytest.MonkeyPatch) -> No
         assert blas and all(p["num_threads"] == 1 for p in blas)
     finally:
         limiter.restore_original_limits()
+
+
+def worker_pids(parent: int) -> set[int]:
+    """The child processes of `parent` that are uvicorn workers (spawned Python processes)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {int(pid) for pid in children
+            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()}
+
+
+def metric_sum(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+def test_serve_with_worker_processes_shares_one_store_and_adds_up_metrics(
+        tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "CONTEXTD_EMBEDDER": "hash", "CONTEXTD_API_KEY": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
+         str(tmp_path / "data"), "--http-workers", "2", "--sample"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        deadline = time.monotonic() + STARTUP_S
+        while metric_sum(httpx.get(url + "/metrics").text, "contextd_ready") != 1:
+            assert time.monotonic() < deadline, "not every worker became ready"
+            time.sleep(0.2)  # 1 only once every live worker is ready
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2
+        # Every worker sees the samples (ingested once) and a write made through any one.
+        written = {"id": "spread", "text": "Replicas on one port share one data directory."}
+        with Client(url) as client:
+            client.upsert_documents([written], namespace="spread")
+        for _ in range(20):  # a fresh connection each: the kernel hands them to either worker
+            with Client(url) as client:
+                assert [h.id for h in client.search("replicas port", namespace="spread",
+                                                    top_k=1).hits] == ["spread"]
+                sample = {i.name: i.documents for i in client.namespaces()}["default"]
+                assert sample == len(list(SAMPLES.glob("*.md")))
+        metrics = httpx.get(url + "/metrics").text
+        searches = metric_sum(metrics, 'contextd_http_request_duration_seconds_count{'
+                                       'method="POST",route="/v1/namespaces/{namespace}/search"')
+        assert searches == 20  # both workers' requests, whichever answered the scrape
+        assert "process_resident_memory_bytes" not in metrics  # per process: left out
+        # A worker that dies is replaced; its in-flight gauge does not linger.
+        os.kill(min(workers), signal.SIGKILL)
+        deadline = time.monotonic() + STARTUP_S
+        while len(now := worker_pids(process.pid)) < 2 or min(workers) in now:
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.2)
+        with Client(url) as client:
+            assert client.search("replicas", namespace="spread", top_k=1).hits[0].id == "spread"
+        assert metric_sum(httpx.get(url + "/metrics").text,
+                          "contextd_http_requests_in_flight") == 1  # the scrape itself
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode in (0, -signal.SIGTERM), out
+    assert out.count("contextd is ready. Try:") == 1, out  # one banner, not one a worker
+    assert "Finished server process" in out, out
