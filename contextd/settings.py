@@ -249,7 +249,7 @@ class Settings(BaseSettings):
                               "over the one data directory or PostgreSQL store, as replicas "
                               "would be: Python runs one thread at a time in a process, so on "
                               "several cores more requests are served at once (and each "
-                              "process costs its own memory, about 300 MB with the bundled "
+                              "process costs its own memory, 300-400 MB with the bundled "
                               "model). /metrics adds up all of them.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest HTTP request "
                                 "body; larger ones get 413 before they are read whole.")

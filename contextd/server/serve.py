@@ -16,6 +16,7 @@ import logging
 import os
 import shlex
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+from uvicorn.supervisors import Multiprocess
 
 from contextd.auth.keys import KeyRing, KeyStore
 from contextd.engine import Engine
@@ -235,15 +237,86 @@ def _serve_workers(settings: Settings, sample: bool, config_file: str | Path | N
         "banner_once": str(Path(shared) / "ready-banner")})  # beside the metrics, wiped after
     os.environ[MULTIPROC_ENV] = shared
     log.info("serving with %d worker processes", settings.http_workers)
+    config = uvicorn.Config(f"{__name__}:worker_app", factory=True, host=settings.host,
+                            port=settings.port, workers=settings.http_workers,
+                            log_level=settings.log_level, log_config=None,
+                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     try:
-        uvicorn.run(f"{__name__}:worker_app", factory=True, host=settings.host,
-                    port=settings.port, workers=settings.http_workers,
-                    log_level=settings.log_level, log_config=None,
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+        _Workers(config).run()
     finally:
         os.environ.pop(WORKER_ENV, None)
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on (host, port) beside others bound with SO_REUSEPORT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+    # small responses wait on delayed acknowledgements (40 ms a request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidRequest(f"cannot listen on {host}:{port} ({exc.strerror}): stop what "
+                             "listens there, or choose another --port or --host") from exc
+    sock.listen(LISTEN_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+# Connections the kernel queues for a worker before it accepts them (uvicorn's default).
+LISTEN_BACKLOG = 2048
+
+
+class _Workers(Multiprocess):
+    """uvicorn's supervisor (restarts a worker that dies; SIGHUP replaces them one by
+    one), with a listening socket of its own for each worker, bound with SO_REUSEPORT:
+    the kernel spreads new connections over the workers. On one shared socket the worker
+    that wakes first accepts every connection waiting, so 8 clients that connect at once
+    may all land on one worker and leave the other idle."""
+
+    def __init__(self, config: Any) -> None:
+        self._handed: list[socket.socket] = []
+        first = _listening_socket(config.host, config.port)
+        self._port = first.getsockname()[1]  # port 0 picks one; every worker shares it
+        super().__init__(config, sockets=[])
+        self._spare = first
+        log.info("listening on %s:%d, a socket for each worker", config.host, self._port)
+
+    @property  # type: ignore[override]
+    def sockets(self) -> list[socket.socket]:
+        """Read each time uvicorn starts a worker: a socket of that worker's own."""
+        sock, self._spare = self._spare, None
+        sock = sock or _listening_socket(self.config.host, self._port)
+        self._handed.append(sock)
+        return [sock]
+
+    @sockets.setter
+    def sockets(self, value: list[socket.socket]) -> None:
+        pass
+
+    def _close_handed(self) -> None:
+        # The started worker holds its own copy; the supervisor's would keep a share of
+        # the connections waiting for nobody once that worker exits.
+        for sock in self._handed:
+            sock.close()
+        self._handed.clear()
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        self._close_handed()
+
+    def keep_subprocess_alive(self) -> None:
+        super().keep_subprocess_alive()
+        self._close_handed()
+
+    def restart_all(self) -> None:
+        super().restart_all()
+        self._close_handed()
 
 
 def worker_app() -> Any:

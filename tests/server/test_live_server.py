@@ -198,3 +198,39 @@ def test_serve_with_worker_processes_shares_one_store_and_adds_up_metrics(
     assert process.returncode in (0, -signal.SIGTERM), out
     assert out.count("contextd is ready. Try:") == 1, out  # one banner, not one a worker
     assert "Finished server process" in out, out
+
+
+def test_serve_with_worker_processes_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
+             str(tmp_path), "--http-workers", "2"],
+            env={**os.environ, "CONTEXTD_EMBEDDER": "hash", "CONTEXTD_API_KEY": ""},
+            capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "--port" in out.stderr
+
+
+def test_worker_sockets_say_tcp_so_asyncio_turns_nagle_off() -> None:
+    import asyncio.base_events
+
+    from contextd.server.serve import _listening_socket
+
+    with _listening_socket("127.0.0.1", 0) as first:
+        port = first.getsockname()[1]
+        with _listening_socket("127.0.0.1", port) as second:  # beside it, SO_REUSEPORT
+            assert second.getsockname()[1] == port
+            with socket.create_connection(("127.0.0.1", port)):
+                accepted, _ = (first if _ready(first) else second).accept()
+                with accepted:
+                    asyncio.base_events._set_nodelay(accepted)  # what asyncio does on accept
+                    assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def _ready(sock: socket.socket) -> bool:
+    import select
+
+    return bool(select.select([sock], [], [], 1)[0])
