@@ -192,6 +192,17 @@ def test_serve_with_worker_processes_shares_one_store_and_adds_up_metrics(
             assert client.search("replicas", namespace="spread", top_k=1).hits[0].id == "spread"
         assert metric_sum(httpx.get(url + "/metrics").text,
                           "contextd_http_requests_in_flight") == 1  # the scrape itself
+        # SIGHUP replaces every worker, one by one, each with a listening socket of its own.
+        before = worker_pids(process.pid)
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + STARTUP_S
+        while len(now := worker_pids(process.pid)) != 2 or now & before:
+            assert time.monotonic() < deadline, "the workers were not replaced"
+            time.sleep(0.2)
+        for _ in range(10):
+            with Client(url) as client:
+                assert client.search("replicas", namespace="spread", top_k=1).hits[0].id == (
+                    "spread")
     finally:
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
