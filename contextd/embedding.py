@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -560,7 +560,7 @@ class SentenceTransformerEmbedder:
     def _load_faster_on_documents(self, rival_runtime: Runtime) -> None:
         """Load this runtime and `rival_runtime`, time both on document-length batches,
         alternating, and serve the faster; the other is let go."""
-        mine, rival = self._sibling(self._requested), self._sibling(rival_runtime)
+        mine, rival = self._sibling(cast(Runtime, self._requested)), self._sibling(rival_runtime)
         mine._share = rival._share = self._share
         mine.warm_up()
         rival.warm_up()

@@ -261,9 +261,12 @@ class ServiceMetrics:
             entries.set(held)
             nbytes.set(size)
 
-        self._mirror(*(_counting(lambda reason=reason: cache.counts()[reason], lookups.labels(
-            "hit" if reason in HITS else "miss", reason).inc) for reason in OUTCOMES),
-            _counting(lambda: cache.evicted, evictions.inc), totals)
+        def lookups_of(reason: str) -> Callable[[], None]:
+            return _counting(lambda: cache.counts()[reason], lookups.labels(
+                "hit" if reason in HITS else "miss", reason).inc)
+
+        self._mirror(*map(lookups_of, OUTCOMES), _counting(lambda: cache.evicted,
+                                                           evictions.inc), totals)
 
     def _mirror(self, *copies: Callable[[], None]) -> None:
         """Run `copies` now, every MIRROR_INTERVAL_S on a daemon thread, and before a scrape."""

@@ -220,7 +220,7 @@ def _created(path: Path) -> bool:
 
 
 def _serve_workers(settings: Settings, sample: bool, config_file: str | Path | None) -> None:
-    """`settings.http_workers` processes on one socket, each with its own engine over the
+    """`settings.http_workers` processes on one port, each with its own engine over the
     one data directory (or PostgreSQL store), as replicas would; uvicorn's supervisor
     restarts a worker that dies. /metrics adds up all of them (see contextd.server.metrics)."""
     import uvicorn
@@ -284,7 +284,7 @@ class _Workers(Multiprocess):
         first = _listening_socket(config.host, config.port)
         self._port = first.getsockname()[1]  # port 0 picks one; every worker shares it
         super().__init__(config, sockets=[])
-        self._spare = first
+        self._spare: socket.socket | None = first
         log.info("listening on %s:%d, a socket for each worker", config.host, self._port)
 
     @property  # type: ignore[override]
