@@ -81,6 +81,11 @@ class SentenceChunker:
             start, end = pieces[i][0], pieces[j - 1][1]
             chunk_text = text[start:end]
             exact = self.counter.count(chunk_text)
+            if exact > self.chunk_tokens and j - 1 == i:
+                # One sentence that fit when counted after a space but not alone (a space
+                # can merge with its first characters into fewer tokens): cut it by tokens.
+                pieces[i:j] = self._cut(text, start, end)
+                continue
             while exact > self.chunk_tokens and j - 1 > i:
                 j -= 1
                 end = pieces[j - 1][1]
