@@ -562,11 +562,18 @@ class SentenceTransformerEmbedder:
         alternating, and serve the faster; the other is let go."""
         mine, rival = self._sibling(cast(Runtime, self._requested)), self._sibling(rival_runtime)
         mine._share = rival._share = self._share
-        mine.warm_up()
         rival.warm_up()
-        rounds = [(mine, document_batch_ms(mine)), (rival, document_batch_ms(rival)),
-                  (mine, document_batch_ms(mine)), (rival, document_batch_ms(rival))]
-        times = {e.runtime: min(ms for other, ms in rounds if other is e) for e in (mine, rival)}
+        try:
+            mine.warm_up()
+            rounds = [(mine, document_batch_ms(mine)), (rival, document_batch_ms(rival)),
+                      (mine, document_batch_ms(mine)), (rival, document_batch_ms(rival))]
+        except Exception as exc:  # noqa: BLE001 - the rival serves as it would have anyway
+            logger.warning("document runtime %s unavailable (%s); serving %s", mine.runtime,
+                           exc, rival.runtime)
+            rounds = [(rival, 0.0)]
+            mine = rival
+        times = {e.runtime: min(ms for other, ms in rounds if other is e)
+                 for e in {id(mine): mine, id(rival): rival}.values()}
         winner = mine if times[mine.runtime] <= times[rival.runtime] else rival
         logger.info("document runtime timed at first use, ms a batch of %d chunks: %s; "
                     "serving %s", len(TIMING_DOCUMENTS), ", ".join(

@@ -369,3 +369,16 @@ def test_document_batches_are_timed_on_document_length_text() -> None:
     tokenizer.no_truncation()
     lengths = [len(tokenizer.encode(t).ids) for t in TIMING_DOCUMENTS]
     assert min(lengths) >= 150 and max(lengths) < 256  # a chunk's length, within the window
+
+
+@pytest.mark.model
+def test_a_document_runtime_that_fails_to_load_leaves_its_rival_serving(monkeypatch) -> None:
+    def broken(self, model_path, bf16=False):
+        raise RuntimeError("no PyTorch here")
+
+    monkeypatch.setattr(SentenceTransformerEmbedder, "_load_torch", broken)
+    queries = SentenceTransformerEmbedder(backend="onnx-fp32")
+    documents = queries.with_runtime("torch-bf16", timed_against="onnx-fp32")
+    assert documents.model_id == "all-MiniLM-L6-v2/fp32/len256"
+    assert documents.runtime == "onnx-fp32"
+    assert documents.embed(["tidal power"]).shape == (1, 384)
