@@ -327,6 +327,10 @@ def worker_app() -> Any:
     spec = json.loads(os.environ[WORKER_ENV])
     settings = Settings(**spec["settings"])
     configure_logging(settings.log_level, settings.log_format)
-    app, _watcher = _app(settings, _keys(settings), spec["sample"], spec["config_file"],
-                         Path(spec["banner_once"]))
+    app, watcher = _app(settings, _keys(settings), spec["sample"], spec["config_file"],
+                        Path(spec["banner_once"]))
+    if watcher is not None:
+        # The profiles as the file has them now: it may have changed since the supervisor
+        # read it (an edit, then SIGHUP; a worker started again after a crash).
+        watcher.reload_now()
     return app

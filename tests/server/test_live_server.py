@@ -245,3 +245,41 @@ def _ready(sock: socket.socket) -> bool:
     import select
 
     return bool(select.select([sock], [], [], 1)[0])
+
+
+def test_workers_started_by_sighup_serve_the_profiles_the_config_file_has_now(
+        tmp_path: Path) -> None:
+    config = tmp_path / "contextd.toml"
+    config.write_text("profiles_poll_s = 0\n[profiles.before]\nweight = 100\n")
+    port = free_port()
+    env = {**os.environ, "CONTEXTD_EMBEDDER": "hash", "CONTEXTD_API_KEY": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
+         str(tmp_path / "data"), "--http-workers", "2", "--config", str(config)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def profiles() -> set[str]:
+        seen = set()
+        for _ in range(12):  # fresh connections: either worker may answer
+            with Client(url) as client:
+                seen.add(client.assemble(query="anything", max_tokens=200, top_k=0).profile)
+        return seen
+
+    try:
+        wait_ready(url, process)
+        assert profiles() == {"before"}
+        # Polling is off: only the restart can pick the edit up.
+        config.write_text("profiles_poll_s = 0\n[profiles.after]\nweight = 100\n")
+        before = worker_pids(process.pid)
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + STARTUP_S
+        while len(now := worker_pids(process.pid)) != 2 or now & before:
+            assert time.monotonic() < deadline, "the workers were not replaced"
+            time.sleep(0.2)
+        wait_ready(url, process)
+        assert profiles() == {"after"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode in (0, -signal.SIGTERM), out
