@@ -62,9 +62,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-RUNNING: dict[str, int] = {}
-
-
 def server_memory_mb(pid: int) -> dict[str, float]:
     """Resident and peak resident MB of the server and its worker processes, added up."""
     pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
@@ -80,7 +77,8 @@ def server_memory_mb(pid: int) -> dict[str, float]:
 
 
 @contextmanager
-def running_server(args: argparse.Namespace) -> Iterator[str]:
+def running_server(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
+    """A server process for `args`; yields its URL and process id once every worker is ready."""
     port = free_port()
     env = {**os.environ, "CONTEXTD_BATCH_WAIT_MS": str(args.batch_wait_ms),
            "CONTEXTD_HTTP_THREADS": str(args.threads),
@@ -105,8 +103,7 @@ def running_server(args: argparse.Namespace) -> Iterator[str]:
                 pass
             time.sleep(0.2)
         print(f"server ready in {time.perf_counter() - started:.1f} s at {url}")
-        RUNNING["pid"] = process.pid
-        yield url
+        yield url, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -237,7 +234,7 @@ def main() -> None:
     queries = list(dataset.queries.values())
     load_before = os.getloadavg()
     rows = []
-    with running_server(args) as url:
+    with running_server(args) as (url, server_pid):
         with Client(url, timeout=600) as client:
             ingest = ensure_corpus(client, dataset, args.namespace, args.max_docs)
             prepare_sessions(client, args.namespace, max(levels), args.turns)
@@ -247,7 +244,7 @@ def main() -> None:
                                         args.warmup, args.max_tokens, args.cache))
             row.update(server_side(before, scrape(url)))
             row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
-            row["server_memory"] = server_memory_mb(RUNNING["pid"])
+            row["server_memory"] = server_memory_mb(server_pid)
             rows.append(row)
             print(f"  {clients:>3} clients: {row['rps']} req/s, p50 {row['p50_ms']} ms")
 

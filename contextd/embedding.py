@@ -565,20 +565,20 @@ class SentenceTransformerEmbedder:
         rival.warm_up()
         try:
             mine.warm_up()
-            rounds = [(mine, document_batch_ms(mine)), (rival, document_batch_ms(rival)),
-                      (mine, document_batch_ms(mine)), (rival, document_batch_ms(rival))]
+            first = [document_batch_ms(mine), document_batch_ms(rival)]
+            again = [document_batch_ms(mine), document_batch_ms(rival)]
         except Exception as exc:  # noqa: BLE001 - the rival serves as it would have anyway
             logger.warning("document runtime %s unavailable (%s); serving %s", mine.runtime,
                            exc, rival.runtime)
-            rounds = [(rival, 0.0)]
-            mine = rival
-        times = {e.runtime: min(ms for other, ms in rounds if other is e)
-                 for e in {id(mine): mine, id(rival): rival}.values()}
-        winner = mine if times[mine.runtime] <= times[rival.runtime] else rival
-        logger.info("document runtime timed at first use, ms a batch of %d chunks: %s; "
-                    "serving %s", len(TIMING_DOCUMENTS), ", ".join(
-                        f"{runtime} {ms:.0f}" for runtime, ms in times.items()), winner.runtime)
-        self.start_timings = times
+            winner = rival
+        else:
+            times = {e.runtime: min(a, b) for e, a, b in zip((mine, rival), first, again,
+                                                             strict=True)}
+            winner = mine if times[mine.runtime] <= times[rival.runtime] else rival
+            logger.info("document runtime timed at first use, ms a batch of %d chunks: %s; "
+                        "serving %s", len(TIMING_DOCUMENTS), ", ".join(
+                            f"{r} {ms:.0f}" for r, ms in times.items()), winner.runtime)
+            self.start_timings = times
         self._requested = winner._requested
         self._backend, self._onnx, self._runner = winner._backend, winner._onnx, winner._runner
         self._rival = None

@@ -9,7 +9,6 @@ and prints a ready-to-paste curl command.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import logging
@@ -18,8 +17,6 @@ import shlex
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from contextd.errors import InvalidRequest
 from contextd.loaders import read_documents
 from contextd.profiles import ConfigWatcher
 from contextd.settings import CONFIG_ENV, Settings
+from contextd.store.files import file_lock, private_dir
 
 log = logging.getLogger("contextd.serve")
 
@@ -175,7 +173,9 @@ def _app(settings: Settings, keys: KeyRing, sample: bool, config_file: str | Pat
         if not sample:
             return
         # Worker processes start together: one ingests, the others wait, then find it done.
-        with _exclusive(Path(settings.data_dir) / ".samples.lock"):
+        data_dir = Path(settings.data_dir)
+        private_dir(data_dir)
+        with file_lock(data_dir / ".samples.lock"):
             count = ingest_samples(ready)
         if count:
             log.info("ingested %d sample documents into namespace %r", count, SAMPLE_NAMESPACE)
@@ -196,18 +196,6 @@ def _app(settings: Settings, keys: KeyRing, sample: bool, config_file: str | Pat
                      worker_threads=settings.http_threads,
                      max_body_bytes=settings.max_body_bytes)
     return app, watcher
-
-
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path`, across processes, waiting for it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _created(path: Path) -> bool:

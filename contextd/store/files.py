@@ -11,7 +11,10 @@ the database file, which is created here before SQLite opens it.
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -45,6 +48,21 @@ def private_open(path: Path, flags: int) -> int:
         >>> os.close(private_open(Path("/tmp/contextd-doc/f"), os.O_RDWR))
     """
     return os.open(path, flags | os.O_CREAT, FILE_MODE)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created 0600), across processes, waiting for it.
+
+        >>> with file_lock(Path("/tmp/contextd-doc/x.lock")):
+        ...     pass
+    """
+    with os.fdopen(private_open(path, os.O_RDWR), "r+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def private_file(path: Path) -> None:

@@ -15,7 +15,6 @@ backwards.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from contextd.errors import InvalidRequest
-from contextd.store.files import private_dir, private_open
+from contextd.store.files import file_lock, private_dir
 from contextd.store.lexical_index import DEFAULT_MAX_POSTINGS, Bm25Index
 from contextd.store.places import ROWS_LIMIT, ChunkMemo, Place
 from contextd.store.records import ChunkRow, keep_token_encoding
@@ -254,12 +253,8 @@ def remove_leftovers(root: Path) -> None:
 @contextmanager
 def snapshot_lock(path: Path) -> Iterator[None]:
     """The file lock every process holds while it writes `path`'s snapshot."""
-    with os.fdopen(private_open(path / SNAPSHOT_LOCK, os.O_RDWR), "r+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(path / SNAPSHOT_LOCK):
+        yield
 
 
 def _remove_stale_snapshot_temps(path: Path) -> None:

@@ -145,6 +145,27 @@ def worker_pids(parent: int) -> set[int]:
             if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()}
 
 
+def start_workers(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """`contextd serve --http-workers 2` on a free port; its process and URL."""
+    port = free_port()
+    env = {**os.environ, "CONTEXTD_EMBEDDER": "hash", "CONTEXTD_API_KEY": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
+         str(data_dir), "--http-workers", "2", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def replace_workers(process: subprocess.Popen[str]) -> None:
+    """SIGHUP the supervisor and wait until both of its workers are new ones."""
+    before = worker_pids(process.pid)
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + STARTUP_S
+    while len(now := worker_pids(process.pid)) != 2 or now & before:
+        assert time.monotonic() < deadline, "the workers were not replaced"
+        time.sleep(0.2)
+
+
 def metric_sum(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and not line.startswith("#"))
@@ -152,13 +173,7 @@ def metric_sum(text: str, name: str) -> float:
 
 def test_serve_with_worker_processes_shares_one_store_and_adds_up_metrics(
         tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "CONTEXTD_EMBEDDER": "hash", "CONTEXTD_API_KEY": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
-         str(tmp_path / "data"), "--http-workers", "2", "--sample"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_workers(tmp_path / "data", "--sample")
     try:
         wait_ready(url, process)
         deadline = time.monotonic() + STARTUP_S
@@ -193,12 +208,7 @@ def test_serve_with_worker_processes_shares_one_store_and_adds_up_metrics(
         assert metric_sum(httpx.get(url + "/metrics").text,
                           "contextd_http_requests_in_flight") == 1  # the scrape itself
         # SIGHUP replaces every worker, one by one, each with a listening socket of its own.
-        before = worker_pids(process.pid)
-        process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + STARTUP_S
-        while len(now := worker_pids(process.pid)) != 2 or now & before:
-            assert time.monotonic() < deadline, "the workers were not replaced"
-            time.sleep(0.2)
+        replace_workers(process)
         for _ in range(10):
             with Client(url) as client:
                 assert client.search("replicas", namespace="spread", top_k=1).hits[0].id == (
@@ -251,13 +261,7 @@ def test_workers_started_by_sighup_serve_the_profiles_the_config_file_has_now(
         tmp_path: Path) -> None:
     config = tmp_path / "contextd.toml"
     config.write_text("profiles_poll_s = 0\n[profiles.before]\nweight = 100\n")
-    port = free_port()
-    env = {**os.environ, "CONTEXTD_EMBEDDER": "hash", "CONTEXTD_API_KEY": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "contextd.cli", "serve", "--port", str(port), "--data-dir",
-         str(tmp_path / "data"), "--http-workers", "2", "--config", str(config)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_workers(tmp_path / "data", "--config", str(config))
 
     def profiles() -> set[str]:
         seen = set()
@@ -271,12 +275,7 @@ def test_workers_started_by_sighup_serve_the_profiles_the_config_file_has_now(
         assert profiles() == {"before"}
         # Polling is off: only the restart can pick the edit up.
         config.write_text("profiles_poll_s = 0\n[profiles.after]\nweight = 100\n")
-        before = worker_pids(process.pid)
-        process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + STARTUP_S
-        while len(now := worker_pids(process.pid)) != 2 or now & before:
-            assert time.monotonic() < deadline, "the workers were not replaced"
-            time.sleep(0.2)
+        replace_workers(process)
         wait_ready(url, process)
         assert profiles() == {"after"}
     finally:
